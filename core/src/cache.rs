@@ -1,0 +1,146 @@
+//! A bounded, time-limited memory of successful verifications, one per worker VM.
+//!
+//! Every entry lives for the same time, so the order of insertion is the order of
+//! expiry: a queue beside the map is enough to drop the oldest first, with no
+//! scan and no dependency.
+
+use std::collections::{HashMap, VecDeque};
+
+/// Key: the digest of a whole credential (see `Credentials::digest`).
+pub type Key = [u8; 32];
+
+#[derive(Debug)]
+pub struct VerifiedCache<V> {
+    ttl_ms: u64,
+    max_entries: usize,
+    entries: HashMap<Key, (V, u64)>,
+    // (key, expiry) in insertion order; an item whose expiry no longer matches
+    // the map's entry is stale and skipped.
+    order: VecDeque<(Key, u64)>,
+}
+
+impl<V: Clone> VerifiedCache<V> {
+    /// A cache that remembers nothing when `ttl_ms` or `max_entries` is zero.
+    pub fn new(ttl_ms: u64, max_entries: usize) -> Self {
+        Self {
+            ttl_ms,
+            max_entries,
+            entries: HashMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+
+    fn enabled(&self) -> bool {
+        self.ttl_ms > 0 && self.max_entries > 0
+    }
+
+    pub fn get(&mut self, key: &Key, now_ms: u64) -> Option<V> {
+        let (value, expires) = self.entries.get(key)?;
+        if now_ms < *expires {
+            return Some(value.clone());
+        }
+        self.entries.remove(key);
+        None
+    }
+
+    pub fn insert(&mut self, key: Key, value: V, now_ms: u64) {
+        if !self.enabled() {
+            return;
+        }
+        self.evict(now_ms);
+        let expires = now_ms.saturating_add(self.ttl_ms);
+        self.entries.insert(key, (value, expires));
+        self.order.push_back((key, expires));
+    }
+
+    /// Drops expired entries, then the oldest until one more fits.
+    fn evict(&mut self, now_ms: u64) {
+        while let Some(&(key, expires)) = self.order.front() {
+            let live = self.entries.get(&key).map(|(_, e)| *e) == Some(expires);
+            if live && expires > now_ms && self.entries.len() < self.max_entries {
+                break;
+            }
+            self.order.pop_front();
+            if live {
+                self.entries.remove(&key);
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(n: u8) -> Key {
+        [n; 32]
+    }
+
+    #[test]
+    fn entry_is_found_until_it_expires() {
+        let mut cache = VerifiedCache::new(1_000, 10);
+        cache.insert(key(1), "alice", 5_000);
+        assert_eq!(cache.get(&key(1), 5_000), Some("alice"));
+        assert_eq!(cache.get(&key(1), 5_999), Some("alice"));
+        assert_eq!(cache.get(&key(1), 6_000), None);
+        assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn unknown_key_is_not_found() {
+        let mut cache = VerifiedCache::new(1_000, 10);
+        cache.insert(key(1), 1, 0);
+        assert_eq!(cache.get(&key(2), 0), None);
+    }
+
+    #[test]
+    fn oldest_entry_goes_first_when_full() {
+        let mut cache = VerifiedCache::new(60_000, 3);
+        for n in 1..=5 {
+            cache.insert(key(n), n, u64::from(n));
+        }
+        assert_eq!(cache.len(), 3);
+        assert_eq!(cache.get(&key(1), 10), None);
+        assert_eq!(cache.get(&key(2), 10), None);
+        assert_eq!(cache.get(&key(5), 10), Some(5));
+        assert_eq!(cache.get(&key(3), 10), Some(3));
+    }
+
+    #[test]
+    fn expired_entries_are_dropped_on_insert() {
+        let mut cache = VerifiedCache::new(100, 1_000);
+        for n in 0..200u8 {
+            cache.insert(key(n), n, u64::from(n) * 10);
+        }
+        // Only the last ten inserted (within 100 ms of the newest) remain.
+        assert_eq!(cache.len(), 10);
+        assert!(cache.order.len() <= 11);
+    }
+
+    #[test]
+    fn reinserting_a_key_does_not_grow_beyond_the_bound() {
+        let mut cache = VerifiedCache::new(10, 2);
+        for t in 0..10_000u64 {
+            cache.insert(key(1), 1, t);
+        }
+        assert_eq!(cache.len(), 1);
+        assert!(cache.order.len() <= 12, "queue grew to {}", cache.order.len());
+    }
+
+    #[test]
+    fn zero_ttl_or_size_remembers_nothing() {
+        for (ttl, max) in [(0, 10), (1_000, 0)] {
+            let mut cache = VerifiedCache::new(ttl, max);
+            cache.insert(key(1), 1, 0);
+            assert_eq!(cache.get(&key(1), 0), None);
+        }
+    }
+}

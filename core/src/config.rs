@@ -1,0 +1,483 @@
+//! The plugin configuration: JSON in, a validated `Config` out, or an error
+//! that names the field and what it would accept.
+//!
+//! Everything is checked here, once, when the plugin is configured, so that a
+//! request never meets a half-valid setting.
+
+use std::fmt;
+
+use serde::Deserialize;
+
+use crate::challenge;
+use crate::htpasswd::{self, HtpasswdError};
+use crate::users::UserDb;
+
+/// The largest cache we agree to keep, per worker or shared, to bound memory.
+const MAX_CACHE_ENTRIES: usize = 1_000_000;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default = "default_realm")]
+    realm: String,
+    #[serde(default)]
+    users: Option<String>,
+    #[serde(default)]
+    users_env: Option<String>,
+    #[serde(default)]
+    user_header: Option<String>,
+    #[serde(default)]
+    keep_proxy_authorization: bool,
+    #[serde(default)]
+    cache: CacheConfig,
+    #[serde(default)]
+    external: Option<RawExternal>,
+}
+
+fn default_realm() -> String {
+    "proxy".to_owned()
+}
+
+/// How long and how many successful local verifications a worker remembers.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    #[serde(default = "default_cache_ttl")]
+    pub ttl_seconds: u64,
+    #[serde(default = "default_cache_entries")]
+    pub max_entries: usize,
+}
+
+fn default_cache_ttl() -> u64 {
+    300
+}
+
+fn default_cache_entries() -> usize {
+    1024
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            ttl_seconds: default_cache_ttl(),
+            max_entries: default_cache_entries(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExternal {
+    cluster: String,
+    #[serde(default)]
+    authority: Option<String>,
+    #[serde(default = "default_path")]
+    path: String,
+    #[serde(default = "default_timeout_ms")]
+    timeout_ms: u64,
+    #[serde(default)]
+    forward_headers: Vec<String>,
+    #[serde(default)]
+    copy_headers: Vec<String>,
+    #[serde(default = "default_failure_status")]
+    failure_status: u32,
+    #[serde(default)]
+    fail_open: bool,
+    #[serde(default)]
+    cache: ExternalCacheConfig,
+}
+
+fn default_path() -> String {
+    "/".to_owned()
+}
+
+fn default_timeout_ms() -> u64 {
+    1000
+}
+
+fn default_failure_status() -> u32 {
+    503
+}
+
+/// Lifetimes of the external service's answers in the cache all workers share.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalCacheConfig {
+    #[serde(default = "default_allow_ttl")]
+    pub allow_ttl_seconds: u64,
+    #[serde(default = "default_deny_ttl")]
+    pub deny_ttl_seconds: u64,
+    #[serde(default = "default_cache_entries")]
+    pub max_entries: usize,
+}
+
+fn default_allow_ttl() -> u64 {
+    60
+}
+
+fn default_deny_ttl() -> u64 {
+    5
+}
+
+impl Default for ExternalCacheConfig {
+    fn default() -> Self {
+        Self {
+            allow_ttl_seconds: default_allow_ttl(),
+            deny_ttl_seconds: default_deny_ttl(),
+            max_entries: default_cache_entries(),
+        }
+    }
+}
+
+/// The external auth service mode, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct External {
+    pub cluster: String,
+    pub authority: String,
+    pub path: String,
+    pub timeout_ms: u64,
+    /// Lowercase names.
+    pub forward_headers: Vec<String>,
+    /// Lowercase names.
+    pub copy_headers: Vec<String>,
+    pub failure_status: u32,
+    pub fail_open: bool,
+    pub cache: ExternalCacheConfig,
+}
+
+/// A validated configuration.
+#[derive(Debug)]
+pub struct Config {
+    pub realm: String,
+    /// The `Proxy-Authenticate` value, built once.
+    pub challenge: String,
+    pub users: Option<UserDb>,
+    /// Lowercase name.
+    pub user_header: Option<String>,
+    pub keep_proxy_authorization: bool,
+    pub cache: CacheConfig,
+    pub external: Option<External>,
+}
+
+/// Why a configuration was refused. The message names the field; it never
+/// holds a password or a hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigError {
+    /// No configuration was given at all.
+    Empty,
+    /// Not JSON, an unknown field, or a value of the wrong type.
+    Json(String),
+    /// A field whose value is not acceptable.
+    Invalid { field: String, reason: String },
+    /// The htpasswd text of `field` is wrong at a line.
+    Users { field: String, error: HtpasswdError },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Empty => f.write_str(
+                "no plugin configuration: give a JSON object with `users`, `users_env` or `external`",
+            ),
+            Self::Json(msg) => write!(f, "configuration is not valid: {msg}"),
+            Self::Invalid { field, reason } => write!(f, "field `{field}`: {reason}"),
+            Self::Users { field, error } => write!(f, "field `{field}`: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn invalid(field: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field: field.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+impl Config {
+    /// Parses and validates the plugin configuration. `env` looks up the VM's
+    /// environment variables (for `users_env`).
+    pub fn parse(json: &[u8], env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        if json.iter().all(u8::is_ascii_whitespace) {
+            return Err(ConfigError::Empty);
+        }
+        let raw: RawConfig =
+            serde_json::from_slice(json).map_err(|e| ConfigError::Json(redact(&e.to_string())))?;
+
+        if raw.realm.chars().any(|c| c.is_control()) {
+            return Err(invalid("realm", "must not hold control characters"));
+        }
+        let users = match (raw.users, raw.users_env) {
+            (Some(_), Some(_)) => {
+                return Err(invalid("users_env", "give either `users` or `users_env`, not both"))
+            }
+            (Some(text), None) => Some(user_db("users", &text)?),
+            (None, Some(var)) => {
+                let text = env(&var).ok_or_else(|| {
+                    invalid(
+                        "users_env",
+                        format!("environment variable `{var}` is not set in the VM (vm_config.environment_variables)"),
+                    )
+                })?;
+                Some(user_db(&format!("users_env ({var})"), &text)?)
+            }
+            (None, None) => None,
+        };
+        let external = raw.external.map(external).transpose()?;
+        if users.is_none() && external.is_none() {
+            return Err(invalid(
+                "users",
+                "no users configured: give `users`, `users_env` or `external`",
+            ));
+        }
+        let user_header = raw
+            .user_header
+            .map(|name| header_name("user_header", &name))
+            .transpose()?;
+        if raw.cache.max_entries > MAX_CACHE_ENTRIES {
+            return Err(invalid(
+                "cache.max_entries",
+                format!("at most {MAX_CACHE_ENTRIES}"),
+            ));
+        }
+        Ok(Self {
+            challenge: challenge::basic(&raw.realm),
+            realm: raw.realm,
+            users,
+            user_header,
+            keep_proxy_authorization: raw.keep_proxy_authorization,
+            cache: raw.cache,
+            external,
+        })
+    }
+}
+
+fn user_db(field: &str, text: &str) -> Result<UserDb, ConfigError> {
+    let entries = htpasswd::parse(text).map_err(|error| ConfigError::Users {
+        field: field.to_owned(),
+        error,
+    })?;
+    UserDb::new(entries).ok_or_else(|| invalid(field, "no users in it"))
+}
+
+fn external(raw: RawExternal) -> Result<External, ConfigError> {
+    if raw.cluster.is_empty() {
+        return Err(invalid("external.cluster", "must name an Envoy cluster"));
+    }
+    let authority = raw.authority.unwrap_or_else(|| raw.cluster.clone());
+    if authority.is_empty() || authority.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+        return Err(invalid("external.authority", "must be a host[:port]"));
+    }
+    if !raw.path.starts_with('/') || raw.path.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+        return Err(invalid("external.path", "must be an absolute path such as /check"));
+    }
+    if raw.timeout_ms == 0 || raw.timeout_ms > 60_000 {
+        return Err(invalid("external.timeout_ms", "must be from 1 to 60000"));
+    }
+    if !(200..=599).contains(&raw.failure_status) {
+        return Err(invalid("external.failure_status", "must be an HTTP status from 200 to 599"));
+    }
+    if raw.cache.max_entries > MAX_CACHE_ENTRIES {
+        return Err(invalid(
+            "external.cache.max_entries",
+            format!("at most {MAX_CACHE_ENTRIES}"),
+        ));
+    }
+    let forward_headers = raw
+        .forward_headers
+        .iter()
+        .map(|h| header_name("external.forward_headers", h))
+        .collect::<Result<_, _>>()?;
+    let copy_headers = raw
+        .copy_headers
+        .iter()
+        .map(|h| header_name("external.copy_headers", h))
+        .collect::<Result<_, _>>()?;
+    Ok(External {
+        cluster: raw.cluster,
+        authority,
+        path: raw.path,
+        timeout_ms: raw.timeout_ms,
+        forward_headers,
+        copy_headers,
+        failure_status: raw.failure_status,
+        fail_open: raw.fail_open,
+        cache: raw.cache,
+    })
+}
+
+/// Headers the filter itself owns or that would change where a request goes;
+/// letting configuration write them would undo the filter's own guarantees.
+const RESERVED_HEADERS: &[&str] = &[
+    "proxy-authorization",
+    "proxy-authenticate",
+    "authorization",
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "upgrade",
+];
+
+/// A header name as RFC 9110 section 5.1 allows (a token), lowercased as
+/// Envoy keeps them.
+fn header_name(field: &str, name: &str) -> Result<String, ConfigError> {
+    let is_tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if name.is_empty() || !name.bytes().all(is_tchar) {
+        return Err(invalid(
+            field,
+            format!("`{name}` is not a header name (letters, digits and !#$%&'*+-.^_`|~)"),
+        ));
+    }
+    let lower = name.to_ascii_lowercase();
+    if RESERVED_HEADERS.contains(&lower.as_str()) {
+        return Err(invalid(field, format!("`{name}` is reserved")));
+    }
+    Ok(lower)
+}
+
+/// serde_json quotes a string value it could not use ("invalid type: string
+/// \"...\""); that string could be a password or hash put in the wrong field,
+/// so its text is dropped.
+fn redact(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find("string \"") {
+        let (head, tail) = rest.split_at(at + "string \"".len());
+        out.push_str(head);
+        out.push_str("…\"");
+        rest = match tail.find('"') {
+            Some(end) => &tail[end + 1..],
+            None => "",
+        };
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn parse(json: &str) -> Result<Config, ConfigError> {
+        Config::parse(json.as_bytes(), no_env)
+    }
+
+    fn refusal(json: &str) -> String {
+        parse(json).map(|_| ()).unwrap_err().to_string()
+    }
+
+    const SHA_USER: &str = "alice:{SHA}EfatjsUqKYSrqv18O1FlA3hcIHI=";
+
+    #[test]
+    fn defaults_apply() {
+        let config = parse(&format!(r#"{{"users": "{SHA_USER}"}}"#)).unwrap();
+        assert_eq!(config.realm, "proxy");
+        assert_eq!(config.challenge, r#"Basic realm="proxy", charset="UTF-8""#);
+        assert_eq!(config.cache, CacheConfig { ttl_seconds: 300, max_entries: 1024 });
+        assert!(!config.keep_proxy_authorization);
+        assert_eq!(config.user_header, None);
+        assert!(config.external.is_none());
+        assert_eq!(config.users.unwrap().len(), 1);
+    }
+
+    #[test]
+    fn every_field_is_read() {
+        let config = parse(&format!(
+            r#"{{"realm": "corp", "users": "{SHA_USER}", "user_header": "X-Proxy-User",
+                "keep_proxy_authorization": true, "cache": {{"ttl_seconds": 5, "max_entries": 7}}}}"#
+        ))
+        .unwrap();
+        assert_eq!(config.realm, "corp");
+        assert_eq!(config.user_header.as_deref(), Some("x-proxy-user"));
+        assert!(config.keep_proxy_authorization);
+        assert_eq!(config.cache, CacheConfig { ttl_seconds: 5, max_entries: 7 });
+    }
+
+    #[test]
+    fn users_come_from_the_vm_environment() {
+        let env = |name: &str| (name == "PROXY_USERS").then(|| format!("# team\n{SHA_USER}\n"));
+        let config = Config::parse(br#"{"users_env": "PROXY_USERS"}"#, env).unwrap();
+        assert_eq!(config.users.unwrap().len(), 1);
+        let err = Config::parse(br#"{"users_env": "OTHER"}"#, env).unwrap_err();
+        assert!(err.to_string().contains("users_env"), "{err}");
+        assert!(err.to_string().contains("OTHER"), "{err}");
+    }
+
+    #[test]
+    fn refusals_name_the_field() {
+        let table: &[(&str, &str)] = &[
+            ("", "no plugin configuration"),
+            ("{", "not valid"),
+            (r#"{"users": "a:{PLAIN}b", "colour": "red"}"#, "colour"),
+            (r#"{"users": ""}"#, "users"),
+            ("{}", "users"),
+            (r#"{"users": "a:{PLAIN}b", "users_env": "X"}"#, "users_env"),
+            (r#"{"users": "a:{PLAIN}b", "realm": "a\nb"}"#, "realm"),
+            (r#"{"users": "a:{PLAIN}b", "user_header": "x user"}"#, "user_header"),
+            (r#"{"users": "a:{PLAIN}b", "user_header": "Proxy-Authorization"}"#, "user_header"),
+            (r#"{"users": "a:{PLAIN}b", "cache": {"ttl": 1}}"#, "ttl"),
+            (r#"{"users": "a:{PLAIN}b", "cache": {"max_entries": 99999999}}"#, "cache.max_entries"),
+            (r#"{"users": "a:{PLAIN}b", "keep_proxy_authorization": "yes"}"#, "invalid type"),
+            (r#"{"external": {}}"#, "cluster"),
+            (r#"{"external": {"cluster": ""}}"#, "external.cluster"),
+            (r#"{"external": {"cluster": "a", "path": "check"}}"#, "external.path"),
+            (r#"{"external": {"cluster": "a", "timeout_ms": 0}}"#, "external.timeout_ms"),
+            (r#"{"external": {"cluster": "a", "failure_status": 99}}"#, "external.failure_status"),
+            (r#"{"external": {"cluster": "a", "copy_headers": ["host"]}}"#, "external.copy_headers"),
+            (r#"{"external": {"cluster": "a", "cache": {"max_entries": 9999999}}}"#, "external.cache.max_entries"),
+        ];
+        for (json, needle) in table {
+            let msg = refusal(json);
+            assert!(msg.contains(needle), "{json}: {msg:?} lacks {needle:?}");
+        }
+    }
+
+    #[test]
+    fn htpasswd_refusals_name_the_line_and_never_the_hash() {
+        let hash = "$2y$04$AGnoDY8mcufbfMslhzFc7O6V.b/imZRj/SmMR9sIswkdb6RFvDHA6";
+        let table = [
+            format!("alice:{hash}\\nalice:{hash}"),
+            format!("alice:{hash}\\nbob:$9$what{hash}"),
+            format!("alice:{hash}\\nbob"),
+        ];
+        for users in table {
+            let msg = refusal(&format!(r#"{{"users": "{users}"}}"#));
+            assert!(msg.contains("users"), "{msg}");
+            assert!(msg.contains('2'), "line number missing: {msg}");
+            assert!(!msg.contains("AGnoDY8"), "hash leaked: {msg}");
+        }
+    }
+
+    #[test]
+    fn a_secret_in_a_field_of_the_wrong_type_is_not_echoed() {
+        let msg = refusal(r#"{"users": "a:{PLAIN}b", "realm": 5, "keep_proxy_authorization": "hunter2"}"#);
+        assert!(!msg.contains("hunter2"), "{msg}");
+        let msg = refusal(r#"{"users": "a:{PLAIN}b", "keep_proxy_authorization": "s3cret"}"#);
+        assert!(!msg.contains("s3cret"), "{msg}");
+    }
+
+    #[test]
+    fn external_defaults_and_lowercased_headers() {
+        let config = parse(
+            r#"{"external": {"cluster": "auth", "forward_headers": ["X-Request-Id"], "copy_headers": ["X-Auth-User"]}}"#,
+        )
+        .unwrap();
+        let ext = config.external.unwrap();
+        assert_eq!(ext.authority, "auth");
+        assert_eq!(ext.path, "/");
+        assert_eq!(ext.timeout_ms, 1000);
+        assert_eq!(ext.failure_status, 503);
+        assert!(!ext.fail_open);
+        assert_eq!(ext.forward_headers, ["x-request-id"]);
+        assert_eq!(ext.copy_headers, ["x-auth-user"]);
+        assert_eq!(ext.cache, ExternalCacheConfig { allow_ttl_seconds: 60, deny_ttl_seconds: 5, max_entries: 1024 });
+        assert!(config.users.is_none());
+    }
+}
