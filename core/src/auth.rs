@@ -2,6 +2,7 @@
 //! configured users and the worker's memory of earlier successes.
 
 use std::fmt;
+use std::rc::Rc;
 
 use crate::cache::VerifiedCache;
 use crate::config::Config;
@@ -63,12 +64,12 @@ pub enum Decision {
 /// One worker's authenticator: the configuration and the cache of successes.
 #[derive(Debug)]
 pub struct Authenticator {
-    config: Config,
+    config: Rc<Config>,
     verified: VerifiedCache<usize>,
 }
 
 impl Authenticator {
-    pub fn new(config: Config) -> Self {
+    pub fn new(config: Rc<Config>) -> Self {
         let verified = VerifiedCache::new(
             config.cache.ttl_seconds.saturating_mul(1000),
             config.cache.max_entries,
@@ -158,7 +159,7 @@ mod tests {
 
     fn authenticator(extra: &str) -> Authenticator {
         let json = format!(r#"{{"users": "alice:{{PLAIN}}wonder:land\nbob:{{PLAIN}}b"{extra}}}"#);
-        Authenticator::new(Config::parse(json.as_bytes(), |_| None).unwrap())
+        Authenticator::new(Rc::new(Config::parse(json.as_bytes(), |_| None).unwrap()))
     }
 
     fn decide(auth: &mut Authenticator, fields: &[&[u8]], now: u64) -> Decision {
@@ -173,7 +174,10 @@ mod tests {
             (&[], Denial::Missing),
             (&[&right, &right], Denial::Duplicate),
             (&[&right, b"Basic x"], Denial::Duplicate),
-            (&[b"Bearer abc"], Denial::Malformed(CredentialError::NotBasic)),
+            (
+                &[b"Bearer abc"],
+                Denial::Malformed(CredentialError::NotBasic),
+            ),
             (&[&basic("mallory:wonder:land")], Denial::UnknownUser),
             (&[&basic("alice:wonder")], Denial::WrongPassword),
         ];
@@ -189,12 +193,18 @@ mod tests {
     fn success_is_remembered_and_a_wrong_password_still_fails() {
         let mut auth = authenticator("");
         let right = basic("alice:wonder:land");
-        let allow = |cached| Decision::Allow { user: "alice".into(), cached };
+        let allow = |cached| Decision::Allow {
+            user: "alice".into(),
+            cached,
+        };
         assert_eq!(decide(&mut auth, &[&right], 0), allow(false));
         assert_eq!(decide(&mut auth, &[&right], 1), allow(true));
         assert!(matches!(
             decide(&mut auth, &[&basic("alice:wonder:lan")], 2),
-            Decision::Deny { reason: Denial::WrongPassword, .. }
+            Decision::Deny {
+                reason: Denial::WrongPassword,
+                ..
+            }
         ));
         assert_eq!(decide(&mut auth, &[&right], 3), allow(true));
         // Default lifetime: 300 s.
@@ -208,7 +218,10 @@ mod tests {
         for now in 0..3 {
             assert_eq!(
                 decide(&mut auth, &[&right], now),
-                Decision::Allow { user: "bob".into(), cached: false }
+                Decision::Allow {
+                    user: "bob".into(),
+                    cached: false
+                }
             );
         }
     }
@@ -223,7 +236,10 @@ mod tests {
         // A wrong password of a local user does not.
         assert!(matches!(
             decide(&mut auth, &[&basic("bob:x")], 0),
-            Decision::Deny { reason: Denial::WrongPassword, .. }
+            Decision::Deny {
+                reason: Denial::WrongPassword,
+                ..
+            }
         ));
     }
 

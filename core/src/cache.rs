@@ -132,7 +132,11 @@ mod tests {
             cache.insert(key(1), 1, t);
         }
         assert_eq!(cache.len(), 1);
-        assert!(cache.order.len() <= 12, "queue grew to {}", cache.order.len());
+        assert!(
+            cache.order.len() <= 12,
+            "queue grew to {}",
+            cache.order.len()
+        );
     }
 
     #[test]

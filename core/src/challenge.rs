@@ -34,9 +34,15 @@ mod tests {
         let table = [
             ("proxy", r#"Basic realm="proxy", charset="UTF-8""#),
             ("", r#"Basic realm="", charset="UTF-8""#),
-            (r#"say "hi""#, r#"Basic realm="say \"hi\"", charset="UTF-8""#),
+            (
+                r#"say "hi""#,
+                r#"Basic realm="say \"hi\"", charset="UTF-8""#,
+            ),
             (r"C:\proxy", r#"Basic realm="C:\\proxy", charset="UTF-8""#),
-            ("Zürich, 2nd floor", r#"Basic realm="Zürich, 2nd floor", charset="UTF-8""#),
+            (
+                "Zürich, 2nd floor",
+                r#"Basic realm="Zürich, 2nd floor", charset="UTF-8""#,
+            ),
         ];
         for (realm, want) in table {
             assert_eq!(basic(realm), want);

@@ -210,7 +210,10 @@ impl Config {
         }
         let users = match (raw.users, raw.users_env) {
             (Some(_), Some(_)) => {
-                return Err(invalid("users_env", "give either `users` or `users_env`, not both"))
+                return Err(invalid(
+                    "users_env",
+                    "give either `users` or `users_env`, not both",
+                ))
             }
             (Some(text), None) => Some(user_db("users", &text)?),
             (None, Some(var)) => {
@@ -270,13 +273,19 @@ fn external(raw: RawExternal) -> Result<External, ConfigError> {
         return Err(invalid("external.authority", "must be a host[:port]"));
     }
     if !raw.path.starts_with('/') || raw.path.bytes().any(|b| b.is_ascii_control() || b == b' ') {
-        return Err(invalid("external.path", "must be an absolute path such as /check"));
+        return Err(invalid(
+            "external.path",
+            "must be an absolute path such as /check",
+        ));
     }
     if raw.timeout_ms == 0 || raw.timeout_ms > 60_000 {
         return Err(invalid("external.timeout_ms", "must be from 1 to 60000"));
     }
     if !(200..=599).contains(&raw.failure_status) {
-        return Err(invalid("external.failure_status", "must be an HTTP status from 200 to 599"));
+        return Err(invalid(
+            "external.failure_status",
+            "must be an HTTP status from 200 to 599",
+        ));
     }
     if raw.cache.max_entries > MAX_CACHE_ENTRIES {
         return Err(invalid(
@@ -380,7 +389,13 @@ mod tests {
         let config = parse(&format!(r#"{{"users": "{SHA_USER}"}}"#)).unwrap();
         assert_eq!(config.realm, "proxy");
         assert_eq!(config.challenge, r#"Basic realm="proxy", charset="UTF-8""#);
-        assert_eq!(config.cache, CacheConfig { ttl_seconds: 300, max_entries: 1024 });
+        assert_eq!(
+            config.cache,
+            CacheConfig {
+                ttl_seconds: 300,
+                max_entries: 1024
+            }
+        );
         assert!(!config.keep_proxy_authorization);
         assert_eq!(config.user_header, None);
         assert!(config.external.is_none());
@@ -397,7 +412,13 @@ mod tests {
         assert_eq!(config.realm, "corp");
         assert_eq!(config.user_header.as_deref(), Some("x-proxy-user"));
         assert!(config.keep_proxy_authorization);
-        assert_eq!(config.cache, CacheConfig { ttl_seconds: 5, max_entries: 7 });
+        assert_eq!(
+            config.cache,
+            CacheConfig {
+                ttl_seconds: 5,
+                max_entries: 7
+            }
+        );
     }
 
     #[test]
@@ -420,18 +441,45 @@ mod tests {
             ("{}", "users"),
             (r#"{"users": "a:{PLAIN}b", "users_env": "X"}"#, "users_env"),
             (r#"{"users": "a:{PLAIN}b", "realm": "a\nb"}"#, "realm"),
-            (r#"{"users": "a:{PLAIN}b", "user_header": "x user"}"#, "user_header"),
-            (r#"{"users": "a:{PLAIN}b", "user_header": "Proxy-Authorization"}"#, "user_header"),
+            (
+                r#"{"users": "a:{PLAIN}b", "user_header": "x user"}"#,
+                "user_header",
+            ),
+            (
+                r#"{"users": "a:{PLAIN}b", "user_header": "Proxy-Authorization"}"#,
+                "user_header",
+            ),
             (r#"{"users": "a:{PLAIN}b", "cache": {"ttl": 1}}"#, "ttl"),
-            (r#"{"users": "a:{PLAIN}b", "cache": {"max_entries": 99999999}}"#, "cache.max_entries"),
-            (r#"{"users": "a:{PLAIN}b", "keep_proxy_authorization": "yes"}"#, "invalid type"),
+            (
+                r#"{"users": "a:{PLAIN}b", "cache": {"max_entries": 99999999}}"#,
+                "cache.max_entries",
+            ),
+            (
+                r#"{"users": "a:{PLAIN}b", "keep_proxy_authorization": "yes"}"#,
+                "invalid type",
+            ),
             (r#"{"external": {}}"#, "cluster"),
             (r#"{"external": {"cluster": ""}}"#, "external.cluster"),
-            (r#"{"external": {"cluster": "a", "path": "check"}}"#, "external.path"),
-            (r#"{"external": {"cluster": "a", "timeout_ms": 0}}"#, "external.timeout_ms"),
-            (r#"{"external": {"cluster": "a", "failure_status": 99}}"#, "external.failure_status"),
-            (r#"{"external": {"cluster": "a", "copy_headers": ["host"]}}"#, "external.copy_headers"),
-            (r#"{"external": {"cluster": "a", "cache": {"max_entries": 9999999}}}"#, "external.cache.max_entries"),
+            (
+                r#"{"external": {"cluster": "a", "path": "check"}}"#,
+                "external.path",
+            ),
+            (
+                r#"{"external": {"cluster": "a", "timeout_ms": 0}}"#,
+                "external.timeout_ms",
+            ),
+            (
+                r#"{"external": {"cluster": "a", "failure_status": 99}}"#,
+                "external.failure_status",
+            ),
+            (
+                r#"{"external": {"cluster": "a", "copy_headers": ["host"]}}"#,
+                "external.copy_headers",
+            ),
+            (
+                r#"{"external": {"cluster": "a", "cache": {"max_entries": 9999999}}}"#,
+                "external.cache.max_entries",
+            ),
         ];
         for (json, needle) in table {
             let msg = refusal(json);
@@ -457,7 +505,9 @@ mod tests {
 
     #[test]
     fn a_secret_in_a_field_of_the_wrong_type_is_not_echoed() {
-        let msg = refusal(r#"{"users": "a:{PLAIN}b", "realm": 5, "keep_proxy_authorization": "hunter2"}"#);
+        let msg = refusal(
+            r#"{"users": "a:{PLAIN}b", "realm": 5, "keep_proxy_authorization": "hunter2"}"#,
+        );
         assert!(!msg.contains("hunter2"), "{msg}");
         let msg = refusal(r#"{"users": "a:{PLAIN}b", "keep_proxy_authorization": "s3cret"}"#);
         assert!(!msg.contains("s3cret"), "{msg}");
@@ -477,7 +527,14 @@ mod tests {
         assert!(!ext.fail_open);
         assert_eq!(ext.forward_headers, ["x-request-id"]);
         assert_eq!(ext.copy_headers, ["x-auth-user"]);
-        assert_eq!(ext.cache, ExternalCacheConfig { allow_ttl_seconds: 60, deny_ttl_seconds: 5, max_entries: 1024 });
+        assert_eq!(
+            ext.cache,
+            ExternalCacheConfig {
+                allow_ttl_seconds: 60,
+                deny_ttl_seconds: 5,
+                max_entries: 1024
+            }
+        );
         assert!(config.users.is_none());
     }
 }

@@ -115,7 +115,8 @@ mod tests {
     }
 
     fn ok(value: &[u8]) -> (Vec<u8>, Vec<u8>) {
-        let c = parse(value).unwrap_or_else(|e| panic!("{:?}: {e}", String::from_utf8_lossy(value)));
+        let c =
+            parse(value).unwrap_or_else(|e| panic!("{:?}: {e}", String::from_utf8_lossy(value)));
         (c.user().to_vec(), c.password().to_vec())
     }
 
@@ -174,7 +175,12 @@ mod tests {
             (b"Basic ZGVtbw==", CredentialError::NoColon),
         ];
         for (value, want) in table {
-            assert_eq!(parse(value), Err(*want), "{:?}", String::from_utf8_lossy(value));
+            assert_eq!(
+                parse(value),
+                Err(*want),
+                "{:?}",
+                String::from_utf8_lossy(value)
+            );
         }
     }
 
@@ -183,7 +189,10 @@ mod tests {
         let right = parse(format!("Basic {}", b64(b"demo:demo")).as_bytes()).unwrap();
         let wrong = parse(format!("Basic {}", b64(b"demo:demO")).as_bytes()).unwrap();
         assert_ne!(right.digest(), wrong.digest());
-        assert_eq!(right.digest(), parse(b"basic ZGVtbzpkZW1v").unwrap().digest());
+        assert_eq!(
+            right.digest(),
+            parse(b"basic ZGVtbzpkZW1v").unwrap().digest()
+        );
     }
 
     #[test]

@@ -325,18 +325,34 @@ mod tests {
         let ext = external(r#", "copy_headers": ["x-auth-user"]"#);
         let table: &[(Pairs, Answer)] = &[
             (
-                &[(":status", b"200"), ("x-auth-user", b"alice"), ("x-other", b"1")],
+                &[
+                    (":status", b"200"),
+                    ("x-auth-user", b"alice"),
+                    ("x-other", b"1"),
+                ],
                 Answer::Allow(vec![("x-auth-user".into(), b"alice".to_vec())]),
             ),
             (&[(":status", b"204")], Answer::Allow(vec![])),
             (&[(":status", b"401")], Answer::Deny(None)),
             (
-                &[(":status", b"407"), ("proxy-authenticate", b"Basic realm=\"dir\"")],
+                &[
+                    (":status", b"407"),
+                    ("proxy-authenticate", b"Basic realm=\"dir\""),
+                ],
                 Answer::Deny(Some("Basic realm=\"dir\"".into())),
             ),
-            (&[(":status", b"403"), ("proxy-authenticate", b"a\x01b")], Answer::Deny(None)),
-            (&[(":status", b"500")], Answer::Failure(Failure::Status(500))),
-            (&[(":status", b"302")], Answer::Failure(Failure::Status(302))),
+            (
+                &[(":status", b"403"), ("proxy-authenticate", b"a\x01b")],
+                Answer::Deny(None),
+            ),
+            (
+                &[(":status", b"500")],
+                Answer::Failure(Failure::Status(500)),
+            ),
+            (
+                &[(":status", b"302")],
+                Answer::Failure(Failure::Status(302)),
+            ),
             (&[(":status", b"abc")], Answer::Failure(Failure::NoAnswer)),
             (&[], Answer::Failure(Failure::NoAnswer)),
         ];
@@ -349,7 +365,10 @@ mod tests {
     fn cached_answers_round_trip_until_they_expire() {
         let key = [7u8; 32];
         let answers = [
-            Answer::Allow(vec![("x-auth-user".into(), b"alice".to_vec()), ("x-g".into(), vec![])]),
+            Answer::Allow(vec![
+                ("x-auth-user".into(), b"alice".to_vec()),
+                ("x-g".into(), vec![]),
+            ]),
             Answer::Allow(vec![]),
             Answer::Deny(None),
             Answer::Deny(Some("Basic realm=\"dir\"".into())),
@@ -358,7 +377,11 @@ mod tests {
             let bytes = encode(&key, &a, 1_000).unwrap();
             assert_eq!(decode(&key, &bytes, 999), Some(a.clone()));
             assert_eq!(decode(&key, &bytes, 1_000), None);
-            assert_eq!(decode(&[8u8; 32], &bytes, 0), None, "another key's value was used");
+            assert_eq!(
+                decode(&[8u8; 32], &bytes, 0),
+                None,
+                "another key's value was used"
+            );
         }
         assert_eq!(encode(&key, &Answer::Failure(Failure::NoAnswer), 1), None);
     }
@@ -381,7 +404,10 @@ mod tests {
             let index: u64 = s.trim_start_matches("p.").parse().unwrap();
             assert!(index < 10);
         }
-        assert_ne!(prefix(&external("")), prefix(&external(r#", "authority": "x""#)));
+        assert_ne!(
+            prefix(&external("")),
+            prefix(&external(r#", "authority": "x""#))
+        );
         assert_eq!(prefix(&external("")), prefix(&external("")));
     }
 }

@@ -103,7 +103,10 @@ mod tests {
     #[test]
     fn user_names_are_matched_as_exact_octets() {
         let users = db("j\u{fc}rgen:{PLAIN}pw\n");
-        assert!(matches!(users.check("jürgen".as_bytes(), b"pw"), Check::Valid(_)));
+        assert!(matches!(
+            users.check("jürgen".as_bytes(), b"pw"),
+            Check::Valid(_)
+        ));
         assert_eq!(users.check(b"j\xfcrgen", b"pw"), Check::UnknownUser);
         assert_eq!(users.check("JÜRGEN".as_bytes(), b"pw"), Check::UnknownUser);
     }

@@ -1,0 +1,135 @@
+//! The root context: reads and validates the configuration once, and makes a
+//! filter for each HTTP stream sharing this worker's authenticator.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use log::{error, info};
+use proxy_auth_core::auth::Authenticator;
+use proxy_auth_core::config::Config;
+use proxy_auth_core::external;
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{BufferType, ContextType};
+
+use crate::http::{Filter, FAIL_OPEN_HEADER};
+use crate::metrics::Metrics;
+
+/// What every stream of this worker shares.
+pub struct Shared {
+    config: Rc<Config>,
+    pub auth: RefCell<Authenticator>,
+    pub metrics: Metrics,
+    /// Shared-data key prefix of the external answers cache.
+    pub external_prefix: String,
+    identity_headers: Vec<String>,
+}
+
+impl Shared {
+    fn new(config: Config, metrics: Metrics) -> Self {
+        let config = Rc::new(config);
+        let mut identity_headers: Vec<String> = config.user_header.iter().cloned().collect();
+        let mut external_prefix = String::new();
+        if let Some(external) = &config.external {
+            identity_headers.extend(external.copy_headers.iter().cloned());
+            identity_headers.push(FAIL_OPEN_HEADER.to_owned());
+            external_prefix = external::prefix(external);
+        }
+        Self {
+            auth: RefCell::new(Authenticator::new(Rc::clone(&config))),
+            config,
+            metrics,
+            external_prefix,
+            identity_headers,
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Headers only the filter may set upstream; a client's copies are removed.
+    pub fn identity_headers(&self) -> &[String] {
+        &self.identity_headers
+    }
+}
+
+pub struct Root {
+    context_id: u32,
+    shared: Option<Rc<Shared>>,
+}
+
+impl Root {
+    pub fn new(context_id: u32) -> Self {
+        Self {
+            context_id,
+            shared: None,
+        }
+    }
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_vm_start(&mut self, _vm_configuration_size: usize) -> bool {
+        info!(
+            "#{} proxy-auth {} starting",
+            self.context_id,
+            env!("CARGO_PKG_VERSION")
+        );
+        true
+    }
+
+    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+        let bytes = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
+            Ok(bytes) => bytes.unwrap_or_default(),
+            Err(status) => {
+                error!(
+                    "#{} proxy-auth: cannot read the plugin configuration: {status:?}",
+                    self.context_id
+                );
+                return false;
+            }
+        };
+        let config = match Config::parse(&bytes, |name| std::env::var(name).ok()) {
+            Ok(config) => config,
+            Err(e) => {
+                error!(
+                    "#{} proxy-auth: configuration refused: {e}",
+                    self.context_id
+                );
+                return false;
+            }
+        };
+        let metrics = match Metrics::define() {
+            Ok(metrics) => metrics,
+            Err(status) => {
+                error!(
+                    "#{} proxy-auth: cannot define counters: {status:?}",
+                    self.context_id
+                );
+                return false;
+            }
+        };
+        info!(
+            "#{} proxy-auth configured: realm {:?}, {} local users, external service {}",
+            self.context_id,
+            config.realm,
+            config.users.as_ref().map_or(0, |u| u.len()),
+            config
+                .external
+                .as_ref()
+                .map_or("none", |e| e.cluster.as_str()),
+        );
+        self.shared = Some(Rc::new(Shared::new(config, metrics)));
+        true
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Filter::new(context_id, self.shared.clone())))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
