@@ -11,7 +11,7 @@ ENVOY_BIN ?= $(CURDIR)/.venv/bin/envoy
 PROXY_AUTH_WASM ?= $(CURDIR)/$(WASM)
 export ENVOY_BIN PROXY_AUTH_WASM
 
-.PHONY: all setup build run test lint clean
+.PHONY: all setup build run test lint clean bench
 
 all: build
 
@@ -33,6 +33,11 @@ lint: setup
 
 test: build lint
 	$(CARGO) test
+
+# Throughput and memory against native basic_auth and a minimal wasm filter;
+# writes bench/results.md. A few minutes; not part of `make test`.
+bench: build
+	bench/run.sh
 
 clean:
 	$(CARGO) clean
