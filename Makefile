@@ -32,7 +32,8 @@ lint: setup
 	$(CARGO) clippy --target wasm32-wasip1 -p proxy-auth --all-targets -- -D warnings
 
 test: build lint
-	$(CARGO) test
+	# --no-fail-fast: one failing test binary must not hide the results of the others.
+	$(CARGO) test --no-fail-fast
 
 # Throughput and memory against native basic_auth and a minimal wasm filter;
 # writes bench/results.md. A few minutes; not part of `make test`.
