@@ -20,12 +20,20 @@ pub struct ConfigOptions {
     pub wasm: Option<PathBuf>,
     /// Leave the proxy-auth filter out: checks the harness itself, apart from the module.
     pub without_filter: bool,
+    /// More static clusters `(name, address)`, such as an external auth service.
+    pub clusters: Vec<(String, SocketAddr)>,
 }
 
 impl ConfigOptions {
     /// Adds one VM environment variable.
     pub fn env(mut self, key: &str, value: &str) -> ConfigOptions {
         self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Adds one static cluster, reachable from the module's `dispatch_http_call`.
+    pub fn cluster(mut self, name: &str, addr: SocketAddr) -> ConfigOptions {
+        self.clusters.push((name.into(), addr));
         self
     }
 }
@@ -70,6 +78,26 @@ pub fn test_config(plugin_json: &str, upstream: SocketAddr, opts: &ConfigOptions
             wasm = quoted(&wasm.to_string_lossy()),
         )
     };
+    let mut clusters = String::new();
+    for (name, addr) in &opts.clusters {
+        let _ = write!(
+            clusters,
+            r#"  - name: {name}
+    connect_timeout: 2s
+    type: STATIC
+    load_assignment:
+      cluster_name: {name}
+      endpoints:
+      - lb_endpoints:
+        - endpoint:
+            address:
+              socket_address: {{ address: {ip}, port_value: {port} }}
+"#,
+            name = quoted(name),
+            ip = addr.ip(),
+            port = addr.port(),
+        );
+    }
     format!(
         r#"admin:
   address:
@@ -116,7 +144,7 @@ static_resources:
         - endpoint:
             address:
               socket_address: {{ address: {ip}, port_value: {port} }}
-"#,
+{clusters}"#,
         ip = upstream.ip(),
         port = upstream.port(),
     )
