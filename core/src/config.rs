@@ -15,6 +15,12 @@ use crate::users::UserDb;
 /// The largest cache we agree to keep, per worker or shared, to bound memory.
 const MAX_CACHE_ENTRIES: usize = 1_000_000;
 
+/// The costliest hash accepted, in `PasswordHash::cost` units (about native
+/// nanoseconds): bcrypt cost 14 or SHA-512-crypt at about 4.5 million rounds.
+/// A check blocks the worker, and in the wasm VM it takes several times longer;
+/// past this, every cache miss or wrong password stalls a worker for seconds.
+const MAX_HASH_COST: u64 = 1_500_000_000;
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
@@ -261,6 +267,18 @@ fn user_db(field: &str, text: &str) -> Result<UserDb, ConfigError> {
         field: field.to_owned(),
         error,
     })?;
+    if let Some(entry) = entries.iter().find(|e| e.hash.cost() > MAX_HASH_COST) {
+        return Err(invalid(
+            field,
+            format!(
+                "line {}: the {} hash of user {:?} is too costly to check on a worker \
+                 (at most bcrypt cost 14 or about 4.5 million SHA-crypt rounds)",
+                entry.line,
+                entry.hash.scheme(),
+                entry.user
+            ),
+        ));
+    }
     UserDb::new(entries).ok_or_else(|| invalid(field, "no users in it"))
 }
 
@@ -501,6 +519,26 @@ mod tests {
             assert!(msg.contains('2'), "line number missing: {msg}");
             assert!(!msg.contains("AGnoDY8"), "hash leaked: {msg}");
         }
+    }
+
+    #[test]
+    fn hashes_too_costly_to_check_on_a_worker_are_refused() {
+        // Cost 15 and 14 of "x", made with Python bcrypt 5.0.0.
+        let dear = "$2b$15$11jEqjaay9NnxIpdcLRzrOWFH4C0CNPERE.2qeYMpJlWym5j.LeFm";
+        let msg = refusal(&format!(r#"{{"users": "a:{{PLAIN}}b\nslow:{dear}"}}"#));
+        assert!(
+            msg.contains("line 2") && msg.contains("too costly"),
+            "{msg}"
+        );
+        let fine = "$2b$14$/Kj2Vvi5wgECCriU86adGOYW12lh/G97QsUGDMQD69vtLEjhaXOAm";
+        assert!(parse(&format!(r#"{{"users": "ok:{fine}"}}"#)).is_ok());
+        // Python's crypt.crypt("x", "$6$rounds=9999999$salt") (glibc).
+        let rounds = "$6$rounds=9999999$salt$GSCmVxJaBFjIp1uqVskPezvRdB2puiXDT/itLTFstC8gA6PyhYv9qlG0DsrsUUeyEw/uGZxILnxdovWYYrFJd.";
+        let msg = refusal(&format!(r#"{{"users": "s:{rounds}"}}"#));
+        assert!(
+            msg.contains("line 1") && msg.contains("too costly"),
+            "{msg}"
+        );
     }
 
     #[test]
