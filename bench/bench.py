@@ -49,6 +49,7 @@ PROXY_AUTH_WASM = Path(
     )
 )
 FLOOR_WASM = ROOT / "target/bench/wasm32-wasip1/release/bench_floor.wasm"
+BARE_WASM = ROOT / "target/bench/wasm32-wasip1/release/bench_bare.wasm"
 LADDER_WASM = ROOT / "target/bench/wasm32-wasip1/release/bench_ladder.wasm"
 AUTH_SERVICE = ROOT / "target/release/proxy-auth-service"
 
@@ -570,6 +571,16 @@ def profile_rows(repeat: int) -> list[Row]:
     rows.append(
         Row("floor", "minimal wasm filter (read + remove header)", "floor", CREDENTIAL, 200, kind="floor")
     )
+    rows.append(
+        Row(
+            "bare",
+            "the floor's work without the SDK, exporting only the callbacks it needs",
+            "bare",
+            CREDENTIAL,
+            200,
+            kind="whole",
+        )
+    )
     rows += [row(s, f"floor + {what} ({s})", "whole") for s, what in TOGETHER]
     rows += [
         dataclasses.replace(r, target=False, kind="whole")
@@ -586,6 +597,7 @@ def speed_listeners() -> dict[str, list[dict]]:
         "ceiling": [],
         "native": [native_basic_auth(sha_users)],
         "floor": [wasm_filter("floor", FLOOR_WASM, None)],
+        "bare": [wasm_filter("bare", BARE_WASM, None)],
         "sha": [wasm_filter("sha", PROXY_AUTH_WASM, {"users": sha_users})],
         "bcrypt": [wasm_filter("bcrypt", PROXY_AUTH_WASM, {"users": f"{USER}:{BCRYPT_DEMO}"})],
         "external": [wasm_filter("external", PROXY_AUTH_WASM, {"external": EXTERNAL})],
@@ -1028,6 +1040,7 @@ def main() -> int:
         (PROXY_AUTH_WASM, "cargo build --release --target wasm32-wasip1 -p proxy-auth"),
         (FLOOR_WASM, "bench/run.sh"),
         (LADDER_WASM, "bench/run.sh"),
+        (BARE_WASM, "bench/run.sh"),
         (AUTH_SERVICE, "cargo build --release -p proxy-auth-service"),
     ):
         if not path.exists():
