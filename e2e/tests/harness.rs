@@ -96,3 +96,24 @@ fn absolute_form_is_routed() {
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(upstream.requests().len(), 1);
 }
+
+#[test]
+fn envoy_that_cannot_start_reports_why_with_its_log() {
+    let upstream = Upstream::start();
+    let opts = ConfigOptions {
+        wasm: Some("/nonexistent/proxy_auth.wasm".into()),
+        ..ConfigOptions::default()
+    };
+    let yaml = test_config("{}", upstream.addr(), &opts);
+    let err = match Envoy::try_start(&yaml, &proxy_auth_e2e::EnvoyOptions::default()) {
+        Ok(_) => panic!("Envoy started with a module that does not exist"),
+        Err(e) => e,
+    };
+    assert!(err.contains("Envoy did not start"), "{err}");
+    assert!(
+        err.contains("/nonexistent/proxy_auth.wasm"),
+        "log tail missing: {err}"
+    );
+    let (ok, log) = proxy_auth_e2e::validate_yaml(&yaml);
+    assert!(!ok, "{log}");
+}
