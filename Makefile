@@ -25,14 +25,15 @@ run: build
 	$(CARGO) build -p proxy-auth-e2e --bin demo-upstream
 	scripts/run-demo.sh
 
+# The second clippy checks the filter as it really ships: built for wasm, where the
+# proxy-wasm host calls exist.
 lint: setup
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	# The filter as it really ships: built for wasm, where the proxy-wasm host calls exist.
 	$(CARGO) clippy --target wasm32-wasip1 -p proxy-auth --all-targets -- -D warnings
 
+# --no-fail-fast: one failing test binary must not hide the results of the others.
 test: build lint
-	# --no-fail-fast: one failing test binary must not hide the results of the others.
 	$(CARGO) test --no-fail-fast
 
 # Throughput and memory against native basic_auth and a minimal wasm filter;
