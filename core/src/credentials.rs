@@ -31,6 +31,8 @@ pub enum CredentialError {
     BadBase64,
     /// The decoded octets hold no colon to separate user and password.
     NoColon,
+    /// The user name or password holds a control character.
+    ControlCharacter,
 }
 
 impl fmt::Display for CredentialError {
@@ -40,6 +42,7 @@ impl fmt::Display for CredentialError {
             Self::NoToken => "Basic without a token",
             Self::BadBase64 => "token is not base64",
             Self::NoColon => "decoded token has no colon",
+            Self::ControlCharacter => "user or password holds a control character",
         })
     }
 }
@@ -102,6 +105,12 @@ pub fn parse(value: &[u8]) -> Result<Credentials, CredentialError> {
         .iter()
         .position(|&b| b == b':')
         .ok_or(CredentialError::NoColon)?;
+    // RFC 7617 section 2: neither may hold a control character (CTL, RFC 5234
+    // appendix B.1). Refusing them also keeps a user name that is forwarded in
+    // a header from ending that header early.
+    if decoded.iter().any(|&b| b < 0x20 || b == 0x7f) {
+        return Err(CredentialError::ControlCharacter);
+    }
     Ok(Credentials { decoded, colon })
 }
 
@@ -173,6 +182,11 @@ mod tests {
             // "a:bd" with its last character changed so trailing bits are set
             (b"Basic YTpiZx", CredentialError::BadBase64),
             (b"Basic ZGVtbw==", CredentialError::NoColon),
+            // "a\r\nx:b", "a:b\x00", "a:\x7f", "a:b\tc"
+            (b"Basic YQ0KeDpi", CredentialError::ControlCharacter),
+            (b"Basic YTpiAA==", CredentialError::ControlCharacter),
+            (b"Basic YTp/", CredentialError::ControlCharacter),
+            (b"Basic YTpiCWM=", CredentialError::ControlCharacter),
         ];
         for (value, want) in table {
             assert_eq!(
