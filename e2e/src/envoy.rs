@@ -195,13 +195,8 @@ impl Envoy {
 
     /// The value of counter or gauge `name` (e.g. `wasmcustom.proxy_auth.allowed`); 0 if absent.
     pub fn counter(&self, name: &str) -> u64 {
-        let filter: String = name
-            .chars()
-            .flat_map(|c| match c {
-                '.' => vec!['\\', '.'],
-                c => vec![c],
-            })
-            .collect();
+        // The admin filter is a regex: anchor it and make the dots literal.
+        let filter = name.replace('.', "\\.");
         let (_, body) = self.admin_get(&format!("/stats?format=json&filter=^{filter}$"));
         let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
         v["stats"]
