@@ -11,7 +11,7 @@ ENVOY_BIN ?= $(CURDIR)/.venv/bin/envoy
 PROXY_AUTH_WASM ?= $(CURDIR)/$(WASM)
 export ENVOY_BIN PROXY_AUTH_WASM
 
-.PHONY: all setup build run test lint clean bench
+.PHONY: all setup build run test lint clean bench dist
 
 all: build
 
@@ -40,6 +40,11 @@ test: build lint
 # writes bench/results.md. A few minutes; not part of `make test`.
 bench: build
 	bench/run.sh
+
+# The module users deploy: size-optimised, with its sha256, under dist/ (see scripts/dist.sh).
+# e2e/tests/deploy.rs builds it too, so `make test` checks its size and runs it in Envoy.
+dist: setup
+	CARGO="$(CARGO)" scripts/dist.sh
 
 clean:
 	$(CARGO) clean
