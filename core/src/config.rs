@@ -208,8 +208,7 @@ impl Config {
         if json.iter().all(u8::is_ascii_whitespace) {
             return Err(ConfigError::Empty);
         }
-        let raw: RawConfig =
-            serde_json::from_slice(json).map_err(|e| ConfigError::Json(redact(&e.to_string())))?;
+        let raw: RawConfig = parse_json(json)?;
 
         if raw.realm.chars().any(|c| c.is_control()) {
             return Err(invalid("realm", "must not hold control characters"));
@@ -362,6 +361,30 @@ fn header_name(field: &str, name: &str) -> Result<String, ConfigError> {
         return Err(invalid(field, format!("`{name}` is reserved")));
     }
     Ok(lower)
+}
+
+/// Deserialises, naming the field where a value does not fit: serde's own
+/// message says what was wrong and where in the text, not in which field, and
+/// the text is often one line inside an Envoy YAML file.
+fn parse_json(json: &[u8]) -> Result<RawConfig, ConfigError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(json);
+    let raw: RawConfig = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        let message = redact(&e.inner().to_string());
+        // Syntax errors have no field to name; a value that does not fit has.
+        if !e.inner().is_data() || path == "." {
+            ConfigError::Json(message)
+        } else {
+            ConfigError::Invalid {
+                field: path,
+                reason: message,
+            }
+        }
+    })?;
+    deserializer
+        .end()
+        .map_err(|e| ConfigError::Json(e.to_string()))?;
+    Ok(raw)
 }
 
 /// serde_json quotes a string value it could not use ("invalid type: string
