@@ -21,8 +21,12 @@ setup:
 build: setup
 	$(CARGO) build --release --target wasm32-wasip1 -p proxy-auth
 
+# MODE=external: users other than demo are checked by the demo auth service.
+MODE ?= local
+export MODE
+
 run: build
-	$(CARGO) build -p proxy-auth-e2e --bin demo-upstream
+	$(CARGO) build -p proxy-auth-e2e --bin demo-upstream -p proxy-auth-service
 	scripts/run-demo.sh
 
 # The second clippy checks the filter as it really ships: built for wasm, where the

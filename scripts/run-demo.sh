@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
 # `make run`: the demo upstream on 127.0.0.1:8080 and Envoy with envoy/forward-proxy.yaml on
-# 127.0.0.1:10000 (admin 127.0.0.1:9901). Both run in the foreground of this script so that
-# Ctrl-C, or either one dying, stops the other: nothing is left listening afterwards.
+# 127.0.0.1:10000 (admin 127.0.0.1:9901). With MODE=external, also the demo auth service on
+# 127.0.0.1:9002 and envoy/forward-proxy-external.yaml. All run in the foreground of this
+# script so that Ctrl-C, or any one dying, stops the others: nothing is left listening.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ENVOY_BIN=${ENVOY_BIN:-.venv/bin/envoy}
 UPSTREAM_BIN=${UPSTREAM_BIN:-target/debug/demo-upstream}
-CONFIG=${CONFIG:-envoy/forward-proxy.yaml}
+AUTH_SERVICE_BIN=${AUTH_SERVICE_BIN:-target/debug/proxy-auth-service}
+MODE=${MODE:-local}
+case "$MODE" in
+  local) CONFIG=${CONFIG:-envoy/forward-proxy.yaml} ;;
+  external) CONFIG=${CONFIG:-envoy/forward-proxy-external.yaml} ;;
+  *) echo "run-demo: MODE must be local or external, not '$MODE'" >&2; exit 2 ;;
+esac
 
 pids=()
 stop() {
@@ -21,6 +28,10 @@ trap stop EXIT INT TERM
 
 "$UPSTREAM_BIN" --listen 127.0.0.1:8080 &
 pids+=($!)
+if [ "$MODE" = external ]; then
+  "$AUTH_SERVICE_BIN" --listen 127.0.0.1:9002 --user alice:wonderland --realm "proxy-auth directory" &
+  pids+=($!)
+fi
 # Warnings only from Envoy itself, but every proxy-auth decision (debug) is shown.
 "$ENVOY_BIN" -c "$CONFIG" --disable-hot-restart \
   --log-level warn --component-log-level wasm:debug &
@@ -43,9 +54,16 @@ Try, in another terminal:
   curl -i -x http://127.0.0.1:10000 -U demo:demo http://127.0.0.1:8080/ # 200, upstream shows x-proxy-user: demo
   curl -i -x http://127.0.0.1:10000 -U demo:demo -p http://127.0.0.1:8080/ # the same through a CONNECT tunnel
   curl -s http://127.0.0.1:9901/stats | grep proxy_auth                 # allowed / denied counters
-Ctrl-C stops everything.
-
 MSG
+if [ "$MODE" = external ]; then
+  cat <<'MSG'
+External mode: users other than demo are asked of the auth service on 127.0.0.1:9002.
+  curl -i -x http://127.0.0.1:10000 -U alice:wonderland http://127.0.0.1:8080/  # 200, x-auth-user: alice
+  curl -i -x http://127.0.0.1:10000 -U alice:wrong http://127.0.0.1:8080/       # 407, the service's challenge
+  curl -s http://127.0.0.1:9002/_calls                                           # calls the service received
+MSG
+fi
+printf 'Ctrl-C stops everything.\n\n'
 
 # Return as soon as either process ends; the EXIT trap stops the other.
 wait -n "${pids[@]}"
