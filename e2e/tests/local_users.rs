@@ -299,6 +299,16 @@ fn malformed_credentials_are_denied() {
         ),
         ("bytes that are not UTF-8", b"Basic \xff\xfe\xfd".to_vec()),
         ("no colon", basic_bytes(b"alicewonderland").into_bytes()),
+        // RFC 7617 section 2: no control characters; a CR LF in a user name
+        // would otherwise end the upstream user header early.
+        (
+            "CR LF in the user name",
+            basic_bytes(b"alice\r\nx-evil: 1:wonderland").into_bytes(),
+        ),
+        (
+            "control character in the password",
+            basic_bytes(b"alice:wonder\x7fland").into_bytes(),
+        ),
     ];
     for (why, value) in &table {
         let r = s.send(&get_with(value));
