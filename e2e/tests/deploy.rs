@@ -255,6 +255,50 @@ fn compose_envoys_run_the_pinned_image_with_configs_that_validate() {
     );
 }
 
+/// The lines of an Envoy config that mean something: comments and blank lines dropped.
+fn significant_lines(yaml: &str) -> Vec<String> {
+    yaml.lines()
+        .map(str::trim_end)
+        .filter(|l| !l.is_empty() && !l.trim_start().starts_with('#'))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn compose_configs_differ_from_the_make_run_demo_only_in_addresses() {
+    // A fix to a demo config (e.g. accept_http_10) must reach its compose twin too.
+    let pairs = [
+        (
+            "envoy/compose-forward-proxy.yaml",
+            "envoy/forward-proxy.yaml",
+            vec![],
+        ),
+        (
+            "envoy/compose-external.yaml",
+            "envoy/forward-proxy-external.yaml",
+            vec![
+                (
+                    "    type: STRICT_DNS\n    dns_lookup_family: V4_ONLY\n",
+                    "    type: STATIC\n".to_string(),
+                ),
+                (
+                    "address: auth-service, port_value: 9002",
+                    "address: 127.0.0.1, port_value: 9002".to_string(),
+                ),
+            ],
+        ),
+    ];
+    for (compose, demo, mut swaps) in pairs {
+        swaps.push(("address: 0.0.0.0,", "address: 127.0.0.1,".to_string()));
+        let as_demo = localize(compose, &read(compose), &swaps);
+        assert_eq!(
+            significant_lines(&as_demo),
+            significant_lines(&read(demo)),
+            "{compose} differs from {demo} in more than its container addresses"
+        );
+    }
+}
+
 fn start_compose_forward_proxy() -> (Upstream, Envoy) {
     let path = "envoy/compose-forward-proxy.yaml";
     let yaml = localize(path, &read(path), &local_addresses());
