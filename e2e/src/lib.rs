@@ -40,7 +40,7 @@ pub mod paths {
             .unwrap_or_else(|| repo_root().join("target/wasm32-wasip1/release/proxy_auth.wasm"))
     }
 
-    /// The shipped Envoy configs, `envoy/*.yaml`, sorted.
+    /// The shipped Envoy configs, `envoy/*.yaml` but the compose file, sorted.
     pub fn shipped_configs() -> Vec<PathBuf> {
         let mut out: Vec<PathBuf> = std::fs::read_dir(repo_root().join("envoy"))
             .into_iter()
@@ -48,6 +48,11 @@ pub mod paths {
             .flatten()
             .map(|e| e.path())
             .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+            // The compose file lives beside the configs it mounts, but is not one.
+            .filter(|p| {
+                !p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("docker-compose"))
+            })
             .collect();
         out.sort();
         out

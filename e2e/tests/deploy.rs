@@ -27,7 +27,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-const COMPOSE: &str = "deploy/docker-compose.yaml";
+const COMPOSE: &str = "envoy/docker-compose.yaml";
 /// The budget for the shipped module, in bytes (scripts/dist.sh enforces it too).
 const DIST_BUDGET: u64 = 300_000;
 const DEMO_CHALLENGE: &str = "Basic realm=\"proxy-auth demo\", charset=\"UTF-8\"";
@@ -85,7 +85,7 @@ fn normalize(path: &Path) -> PathBuf {
 
 /// A compose path (relative to the compose file's directory) as a path relative to the repo root.
 fn compose_path_in_repo(source: &str) -> PathBuf {
-    let abs = normalize(&repo("deploy").join(source));
+    let abs = normalize(&repo("envoy").join(source));
     abs.strip_prefix(paths::repo_root())
         .unwrap_or_else(|_| panic!("{COMPOSE} mounts {source}, outside the repository"))
         .to_path_buf()
@@ -136,7 +136,7 @@ fn compose_mounts_only_existing_paths_at_their_repository_layout() {
         if let Some(build) = service.get("build") {
             let context = build["context"].as_str().unwrap();
             assert_eq!(
-                normalize(&repo("deploy").join(context)),
+                normalize(&repo("envoy").join(context)),
                 normalize(&paths::repo_root()),
                 "service {name}: the build context must be the repository root"
             );
