@@ -1,7 +1,8 @@
 //! What users deploy (issue 5), proved as far as a machine without a Docker engine can: the
 //! compose file mounts only paths that exist, at the repository's own relative layout, and runs
 //! the pinned Envoy image with configs that validate; those same config files run natively here
-//! with only their addresses changed and answer as docs/deploy.md shows; `make dist` makes a
+//! with only their addresses changed and answer as docs/deploy.md shows; every plugin config the
+//! README and docs/deploy.md show validates; `make dist` makes a
 //! module under budget whose sha256 is right and which works in Envoy; the Istio manifests parse,
 //! and their plugin configs run in an Envoy configured the way Istio configures one (StringValue
 //! JSON, host environment keys, `outbound|PORT||HOST` cluster names).
@@ -866,11 +867,11 @@ fn external_wasmplugin_reaches_its_service_by_the_istio_cluster_name() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// docs/deploy.md
+// The plugin configs the docs show
 
-#[test]
-fn every_plugin_config_in_the_deploy_docs_passes_validate() {
-    let text = read("docs/deploy.md");
+/// The ```json blocks of a Markdown file of the repository.
+fn json_blocks(path: &str) -> Vec<String> {
+    let text = read(path);
     let mut blocks = Vec::new();
     let mut current: Option<String> = None;
     for line in text.lines() {
@@ -887,13 +888,21 @@ fn every_plugin_config_in_the_deploy_docs_passes_validate() {
             (None, _) => {}
         }
     }
+    blocks
+}
+
+#[test]
+fn every_plugin_config_in_the_docs_passes_validate() {
+    let readme = json_blocks("README.md");
     assert!(
-        blocks.len() >= 2,
-        "docs/deploy.md shows no plugin config per mode"
+        readme.len() >= 3,
+        "README.md shows no plugin config per mode (local, users_env, external)"
     );
-    for block in blocks {
+    let mut blocks: Vec<(&str, String)> = readme.into_iter().map(|b| ("README.md", b)).collect();
+    blocks.extend(json_blocks("docs/deploy.md").into_iter().map(|b| ("docs/deploy.md", b)));
+    for (path, block) in blocks {
         let config: Value = serde_json::from_str(&block)
-            .unwrap_or_else(|e| panic!("docs/deploy.md json block is not JSON ({e}):\n{block}"));
+            .unwrap_or_else(|e| panic!("{path} json block is not JSON ({e}):\n{block}"));
         let mut opts = ConfigOptions::default();
         if let Some(var) = config["users_env"].as_str() {
             opts = opts.env(var, &format!("{}\n", ALICE.line));
@@ -903,6 +912,6 @@ fn every_plugin_config_in_the_deploy_docs_passes_validate() {
         }
         let nowhere = SocketAddr::from(([127, 0, 0, 1], 9));
         let (ok, log) = validate_yaml(&test_config(&block, nowhere, &opts));
-        assert!(ok, "docs/deploy.md config refused:\n{block}\n{log}");
+        assert!(ok, "{path} config refused:\n{block}\n{log}");
     }
 }
