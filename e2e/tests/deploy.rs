@@ -899,7 +899,11 @@ fn every_plugin_config_in_the_docs_passes_validate() {
         "README.md shows no plugin config per mode (local, users_env, external)"
     );
     let mut blocks: Vec<(&str, String)> = readme.into_iter().map(|b| ("README.md", b)).collect();
-    blocks.extend(json_blocks("docs/deploy.md").into_iter().map(|b| ("docs/deploy.md", b)));
+    blocks.extend(
+        json_blocks("docs/deploy.md")
+            .into_iter()
+            .map(|b| ("docs/deploy.md", b)),
+    );
     for (path, block) in blocks {
         let config: Value = serde_json::from_str(&block)
             .unwrap_or_else(|e| panic!("{path} json block is not JSON ({e}):\n{block}"));
