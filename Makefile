@@ -26,7 +26,9 @@ MODE ?= local
 export MODE
 
 run: build
-	$(CARGO) build -p proxy-auth-e2e --bin demo-upstream -p proxy-auth-service
+	$(CARGO) build -p proxy-auth-e2e --bin demo-upstream
+	# A separate build: `--bin` would apply to both packages and skip the service.
+	$(CARGO) build -p proxy-auth-service
 	scripts/run-demo.sh
 
 # The second clippy checks the filter as it really ships: built for wasm, where the

@@ -12,6 +12,9 @@ use crate::challenge;
 use crate::htpasswd::{self, HtpasswdError};
 use crate::users::UserDb;
 
+/// The longest realm accepted.
+const MAX_REALM_LEN: usize = 256;
+
 /// The largest cache we agree to keep, per worker or shared, to bound memory.
 const MAX_CACHE_ENTRIES: usize = 1_000_000;
 
@@ -181,13 +184,29 @@ pub enum ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The message quotes what the operator wrote; a control character in
+        // it must not split the log line it is written to.
+        let message = self.message();
+        if message.chars().any(char::is_control) {
+            f.write_str(
+                &message
+                    .chars()
+                    .flat_map(char::escape_default)
+                    .collect::<String>(),
+            )
+        } else {
+            f.write_str(&message)
+        }
+    }
+}
+
+impl ConfigError {
+    fn message(&self) -> String {
         match self {
-            Self::Empty => f.write_str(
-                "no plugin configuration: give a JSON object with `users`, `users_env` or `external`",
-            ),
-            Self::Json(msg) => write!(f, "configuration is not valid: {msg}"),
-            Self::Invalid { field, reason } => write!(f, "field `{field}`: {reason}"),
-            Self::Users { field, error } => write!(f, "field `{field}`: {error}"),
+            Self::Empty => "no plugin configuration: give a JSON object with `users`, `users_env` or `external`".to_owned(),
+            Self::Json(msg) => format!("configuration is not valid: {msg}"),
+            Self::Invalid { field, reason } => format!("field `{field}`: {reason}"),
+            Self::Users { field, error } => format!("field `{field}`: {error}"),
         }
     }
 }
@@ -208,10 +227,19 @@ impl Config {
         if json.iter().all(u8::is_ascii_whitespace) {
             return Err(ConfigError::Empty);
         }
+        if json.trim_ascii_start().first() != Some(&b'{') {
+            return Err(ConfigError::Json(
+                "the configuration must be a JSON object, such as {\"users\": \"...\"}".to_owned(),
+            ));
+        }
         let raw: RawConfig = parse_json(json)?;
 
         if raw.realm.chars().any(|c| c.is_control()) {
             return Err(invalid("realm", "must not hold control characters"));
+        }
+        // It is sent in every 407; clients refuse header lines much longer.
+        if raw.realm.len() > MAX_REALM_LEN {
+            return Err(invalid("realm", format!("at most {MAX_REALM_LEN} bytes")));
         }
         let users = match (raw.users, raw.users_env) {
             (Some(_), Some(_)) => {
@@ -298,10 +326,12 @@ fn external(raw: RawExternal) -> Result<External, ConfigError> {
     if raw.timeout_ms == 0 || raw.timeout_ms > 60_000 {
         return Err(invalid("external.timeout_ms", "must be from 1 to 60000"));
     }
-    if !(200..=599).contains(&raw.failure_status) {
+    // A 2xx would tell a CONNECT client its tunnel is open, a 3xx would send
+    // it elsewhere: an error is the only honest answer.
+    if !(400..=599).contains(&raw.failure_status) {
         return Err(invalid(
             "external.failure_status",
-            "must be an HTTP status from 200 to 599",
+            "must be an error status from 400 to 599",
         ));
     }
     if raw.cache.max_entries > MAX_CACHE_ENTRIES {
@@ -514,6 +544,16 @@ mod tests {
                 "external.failure_status",
             ),
             (
+                r#"{"external": {"cluster": "a", "failure_status": 200}}"#,
+                "external.failure_status",
+            ),
+            (
+                r#"{"external": {"cluster": "a", "failure_status": 302}}"#,
+                "external.failure_status",
+            ),
+            ("[1, 2]", "must be a JSON object"),
+            ("\"users\"", "must be a JSON object"),
+            (
                 r#"{"external": {"cluster": "a", "copy_headers": ["host"]}}"#,
                 "external.copy_headers",
             ),
@@ -560,6 +600,30 @@ mod tests {
         let msg = refusal(&format!(r#"{{"users": "s:{rounds}"}}"#));
         assert!(
             msg.contains("line 1") && msg.contains("too costly"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn realm_longer_than_a_header_line_should_be_is_refused() {
+        let long = "r".repeat(257);
+        let msg = refusal(&format!(
+            r#"{{"users": "a:{{PLAIN}}b", "realm": "{long}"}}"#
+        ));
+        assert!(msg.contains("realm") && msg.contains("256"), "{msg}");
+        let fits = "r".repeat(256);
+        assert!(parse(&format!(
+            r#"{{"users": "a:{{PLAIN}}b", "realm": "{fits}"}}"#
+        ))
+        .is_ok());
+    }
+
+    #[test]
+    fn control_characters_quoted_from_the_config_stay_on_one_log_line() {
+        let msg = refusal(r#"{"users": "a:{PLAIN}b", "user_header": "x-\r\nfoo"}"#);
+        assert!(!msg.chars().any(char::is_control), "{msg:?}");
+        assert!(
+            msg.contains("user_header") && msg.contains("\\r\\n"),
             "{msg}"
         );
     }

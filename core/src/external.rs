@@ -106,6 +106,19 @@ pub enum Failure {
     Status(u32),
 }
 
+impl Failure {
+    /// Whether the service is down or broken (no answer, or a 5xx), as
+    /// opposed to answering something it should not have. Only an outage may
+    /// fail open: a 4xx such as 400, 413, 429 or 431 can be provoked by the
+    /// client itself (a huge header, a burst), and must never let it through.
+    pub fn is_outage(self) -> bool {
+        match self {
+            Self::NoAnswer => true,
+            Self::Status(status) => (500..=599).contains(&status),
+        }
+    }
+}
+
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -124,13 +137,16 @@ pub fn answer(external: &External, response: &[(String, Vec<u8>)]) -> Answer {
         .and_then(|v| v.parse::<u32>().ok());
     match status {
         None => Answer::Failure(Failure::NoAnswer),
+        // Every value of each listed header, in the answer's order.
         Some(200..=299) => Answer::Allow(
             external
                 .copy_headers
                 .iter()
-                .filter_map(|name| {
-                    let (_, value) = response.iter().find(|(n, _)| n == name)?;
-                    Some((name.clone(), value.clone()))
+                .flat_map(|name| {
+                    response
+                        .iter()
+                        .filter(move |(n, _)| n == name)
+                        .map(|(n, v)| (n.clone(), v.clone()))
                 })
                 .collect(),
         ),
@@ -333,6 +349,17 @@ mod tests {
                 Answer::Allow(vec![("x-auth-user".into(), b"alice".to_vec())]),
             ),
             (&[(":status", b"204")], Answer::Allow(vec![])),
+            (
+                &[
+                    (":status", b"200"),
+                    ("x-auth-user", b"a"),
+                    ("x-auth-user", b"b"),
+                ],
+                Answer::Allow(vec![
+                    ("x-auth-user".into(), b"a".to_vec()),
+                    ("x-auth-user".into(), b"b".to_vec()),
+                ]),
+            ),
             (&[(":status", b"401")], Answer::Deny(None)),
             (
                 &[
@@ -358,6 +385,26 @@ mod tests {
         ];
         for (response, want) in table {
             assert_eq!(&answer(&ext, &headers(response)), want, "{response:?}");
+        }
+    }
+
+    #[test]
+    fn only_no_answer_or_a_5xx_is_an_outage() {
+        let table = [
+            (Failure::NoAnswer, true),
+            (Failure::Status(500), true),
+            (Failure::Status(503), true),
+            (Failure::Status(599), true),
+            (Failure::Status(400), false),
+            (Failure::Status(413), false),
+            (Failure::Status(429), false),
+            (Failure::Status(431), false),
+            (Failure::Status(302), false),
+            (Failure::Status(100), false),
+            (Failure::Status(600), false),
+        ];
+        for (failure, outage) in table {
+            assert_eq!(failure.is_outage(), outage, "{failure:?}");
         }
     }
 

@@ -74,26 +74,33 @@ impl Filter {
     fn deny(&self, shared: &Shared, reason: Denial, user: Option<&str>) -> Action {
         bump(shared.metrics.denied(reason));
         debug!(
-            "#{} proxy-auth: denied, {reason}, user {:?}",
+            "#{} proxy-auth: denied, {reason}, user \"{}\"",
             self.context_id,
-            user.unwrap_or("-")
+            user.unwrap_or("")
         );
         let config = shared.config();
         self.reply(407, Some(&config.challenge), DENIED_BODY)
     }
 
-    /// Lets the request go on as `user`, with `extra` headers set upstream.
-    fn allow(&self, config: &Config, user: &[u8], extra: &[(String, Bytes)]) -> Action {
+    /// Lets the request go on as `user` (if anyone vouched for it), with
+    /// `extra` headers set upstream: the first value of a name replaces what
+    /// the request had, later values of the same name are added.
+    fn allow(&self, config: &Config, user: Option<&[u8]>, extra: &[(String, Bytes)]) -> Action {
         // RFC 9110 section 11.7.2: Proxy-Authorization is meant for this proxy;
         // it goes on only when the operator chains proxies on purpose.
         if !config.keep_proxy_authorization {
             set_header(PROXY_AUTHORIZATION, None);
         }
-        if let Some(name) = &config.user_header {
+        if let (Some(name), Some(user)) = (&config.user_header, user) {
             set_header(name, Some(user));
         }
-        for (name, value) in extra {
-            set_header(name, Some(value));
+        for (i, (name, value)) in extra.iter().enumerate() {
+            if extra[..i].iter().any(|(earlier, _)| earlier == name) {
+                // Adding cannot fail where setting just succeeded; see set_header.
+                let _ = hostcalls::add_map_value_bytes(MapType::HttpRequestHeaders, name, value);
+            } else {
+                set_header(name, Some(value));
+            }
         }
         Action::Continue
     }
@@ -162,17 +169,17 @@ impl Filter {
                 bump(shared.metrics.allowed);
                 bump(shared.metrics.external_allow);
                 debug!(
-                    "#{} proxy-auth: allowed by the external service{source}, user {:?}",
+                    "#{} proxy-auth: allowed by the external service{source}, user \"{}\"",
                     self.context_id,
                     printable(user)
                 );
-                self.allow(config, user, &extra)
+                self.allow(config, Some(user), &extra)
             }
             Answer::Deny(challenge) => {
                 bump(shared.metrics.denied_external);
                 bump(shared.metrics.external_deny);
                 debug!(
-                    "#{} proxy-auth: denied by the external service{source}, user {:?}",
+                    "#{} proxy-auth: denied by the external service{source}, user \"{}\"",
                     self.context_id,
                     printable(user)
                 );
@@ -181,15 +188,16 @@ impl Filter {
             }
             Answer::Failure(failure) => {
                 bump(shared.metrics.external_failure);
-                if external.fail_open {
+                if external.fail_open && failure.is_outage() {
                     bump(shared.metrics.failed_open);
                     warn!(
-                        "#{} proxy-auth: external service failed ({failure}); failing open, user {:?}",
+                        "#{} proxy-auth: external service failed ({failure}); failing open, unverified user \"{}\"",
                         self.context_id,
                         printable(user)
                     );
                     set_header(FAIL_OPEN_HEADER, Some(b"1"));
-                    return self.allow(config, user, &[]);
+                    // Nobody vouched for the name: the upstream gets no user header.
+                    return self.allow(config, None, &[]);
                 }
                 warn!(
                     "#{} proxy-auth: external service failed ({failure}); answering {}",
@@ -293,11 +301,12 @@ impl HttpContext for Filter {
                     shared.metrics.cache_miss
                 });
                 debug!(
-                    "#{} proxy-auth: allowed, user {user:?}{}",
+                    "#{} proxy-auth: allowed, user \"{}\"{}",
                     self.context_id,
+                    printable(user.as_bytes()),
                     if cached { " (cached)" } else { "" }
                 );
-                self.allow(shared.config(), user.as_bytes(), &[])
+                self.allow(shared.config(), Some(user.as_bytes()), &[])
             }
             Decision::Deny { reason, user } => self.deny(&shared, reason, user.as_deref()),
             Decision::AskExternal(credentials) => match &shared.config().external {
