@@ -25,9 +25,9 @@ build: setup
 MODE ?= local
 export MODE
 
+# Two builds: a `--bin` would apply to both packages and skip the service's binary.
 run: build
 	$(CARGO) build -p proxy-auth-e2e --bin demo-upstream
-	# A separate build: `--bin` would apply to both packages and skip the service.
 	$(CARGO) build -p proxy-auth-service
 	scripts/run-demo.sh
 

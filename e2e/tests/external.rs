@@ -495,7 +495,13 @@ fn fail_open_does_not_apply_to_answers_a_client_can_provoke() {
     // open and let an unknown client through. Only an outage (no answer, 5xx)
     // may fail open; any other unexpected status fails closed.
     let s = Ext::new(json!({ "fail_open": true, "failure_status": 502 }));
-    for user in ["status-400", "status-413", "status-429", "status-431", "status-302"] {
+    for user in [
+        "status-400",
+        "status-413",
+        "status-429",
+        "status-431",
+        "status-302",
+    ] {
         s.expect_failure(&get("upstream.test", &misbehaving(user)), 502);
     }
     assert_eq!(s.counter("external.failure"), 5);
