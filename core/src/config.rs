@@ -84,6 +84,8 @@ struct RawExternal {
     path: String,
     #[serde(default = "default_timeout_ms")]
     timeout_ms: u64,
+    #[serde(default = "default_attributes")]
+    attributes: Vec<Attribute>,
     #[serde(default)]
     forward_headers: Vec<String>,
     #[serde(default)]
@@ -94,6 +96,22 @@ struct RawExternal {
     fail_open: bool,
     #[serde(default)]
     cache: ExternalCacheConfig,
+}
+
+/// What of the proxied request the service is told, each in its own
+/// `x-forwarded-*` header. Only what is sent is part of the cache key, so a
+/// service that decides per destination can leave out `path` and have one
+/// call per user and host rather than per URL.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Attribute {
+    Method,
+    Host,
+    Path,
+}
+
+fn default_attributes() -> Vec<Attribute> {
+    vec![Attribute::Method, Attribute::Host, Attribute::Path]
 }
 
 fn default_path() -> String {
@@ -145,6 +163,7 @@ pub struct External {
     pub authority: String,
     pub path: String,
     pub timeout_ms: u64,
+    pub attributes: Vec<Attribute>,
     /// Lowercase names.
     pub forward_headers: Vec<String>,
     /// Lowercase names.
@@ -355,6 +374,7 @@ fn external(raw: RawExternal) -> Result<External, ConfigError> {
         authority,
         path: raw.path,
         timeout_ms: raw.timeout_ms,
+        attributes: raw.attributes,
         forward_headers,
         copy_headers,
         failure_status: raw.failure_status,
@@ -552,6 +572,10 @@ mod tests {
                 "external.failure_status",
             ),
             ("[1, 2]", "must be a JSON object"),
+            (
+                r#"{"external": {"cluster": "a", "attributes": ["host", "port"]}}"#,
+                "field `external.attributes[1]`: unknown variant `port`",
+            ),
             ("\"users\"", "must be a JSON object"),
             (
                 r#"{"external": {"cluster": "a", "copy_headers": ["host"]}}"#,
@@ -651,6 +675,10 @@ mod tests {
         assert_eq!(ext.failure_status, 503);
         assert!(!ext.fail_open);
         assert_eq!(ext.forward_headers, ["x-request-id"]);
+        assert_eq!(
+            ext.attributes,
+            [Attribute::Method, Attribute::Host, Attribute::Path]
+        );
         assert_eq!(ext.copy_headers, ["x-auth-user"]);
         assert_eq!(
             ext.cache,

@@ -11,7 +11,7 @@
 use sha2::{Digest, Sha256};
 
 use crate::cache::Key;
-use crate::config::External;
+use crate::config::{Attribute, External};
 use crate::credentials::Credentials;
 
 /// Header names the service receives besides Proxy-Authorization, after the
@@ -59,9 +59,13 @@ pub fn call(
         frame(&mut digest, value);
         headers.push((name.to_owned(), lossy(value)));
     };
-    attribute(FORWARDED_METHOD, get(":method"));
-    attribute(FORWARDED_HOST, get(":authority"));
-    attribute(FORWARDED_URI, get(":path"));
+    for sent in &external.attributes {
+        match sent {
+            Attribute::Method => attribute(FORWARDED_METHOD, get(":method")),
+            Attribute::Host => attribute(FORWARDED_HOST, get(":authority")),
+            Attribute::Path => attribute(FORWARDED_URI, get(":path")),
+        }
+    }
     for name in &external.forward_headers {
         // Each listed header once, by its first value; absent ones are not sent.
         if let Some((_, value)) = request.iter().find(|(n, _)| n == name) {
@@ -334,6 +338,24 @@ mod tests {
         assert_ne!(base, call(&ext, PA, &creds, &r).key);
         r[1].1 = b"example.org".to_vec();
         assert_ne!(base, call(&ext, PA, &creds, &r).key);
+    }
+
+    #[test]
+    fn only_the_attributes_sent_are_in_the_key() {
+        let ext = external(r#", "attributes": ["host"]"#);
+        let creds = credentials::parse(PA).unwrap();
+        let call_a = call(&ext, PA, &creds, &request(b"/a"));
+        let call_b = call(&ext, PA, &creds, &request(b"/b"));
+        assert_eq!(
+            call_a.key, call_b.key,
+            "the path was not sent, yet split the cache"
+        );
+        let names: Vec<&str> = call_a.headers.iter().map(|(n, _)| n.as_str()).collect();
+        assert!(names.contains(&"x-forwarded-host"));
+        assert!(!names.contains(&"x-forwarded-uri") && !names.contains(&"x-forwarded-method"));
+        let mut other_host = request(b"/a");
+        other_host[1].1 = b"example.org".to_vec();
+        assert_ne!(call_a.key, call(&ext, PA, &creds, &other_host).key);
     }
 
     #[test]

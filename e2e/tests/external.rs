@@ -854,6 +854,23 @@ fn cache_key_covers_the_credential_and_every_attribute_sent() {
 }
 
 #[test]
+fn attributes_left_out_are_neither_sent_nor_part_of_the_key() {
+    // A service deciding per destination: one call per user and host, not per URL.
+    let s = Ext::new(json!({ "attributes": ["host"] }));
+    let req = |method: &str, url: &str, host: &str| {
+        RawRequest::new(method, url)
+            .header("Host", host)
+            .proxy_auth(carol())
+    };
+    s.expect_allowed(&req("GET", "http://a.test/x", "a.test"));
+    s.expect_allowed(&req("GET", "http://a.test/y", "a.test"));
+    s.expect_allowed(&req("DELETE", "http://a.test/z?q=1", "a.test"));
+    assert_eq!(s.service.calls_for("carol"), 1);
+    s.expect_allowed(&req("GET", "http://b.test/x", "b.test"));
+    assert_eq!(s.service.calls_for("carol"), 2);
+}
+
+#[test]
 fn allow_and_deny_have_their_own_lifetimes() {
     let s = Ext::new(json!({ "cache": { "allow_ttl_seconds": 4, "deny_ttl_seconds": 1 } }));
     let allow = || get("upstream.test", &carol());
