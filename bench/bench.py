@@ -923,7 +923,9 @@ def speed_table(rows: list[Row]) -> list[str]:
         def ratio(ref: Row | None, target: float) -> str:
             if ref is None or ref is row:
                 return "1.00" if ref is row else "-"
-            value = rps / ref.median("rps")
+            # Paired round by round, like the CPU figure: a round's rows run
+            # seconds apart, so the machine's slow swings cancel out.
+            value = statistics.median(a.rps / b.rps for a, b in zip(row.runs, ref.runs))
             mark = (" ✓" if value >= target else " ✗") if row.target else ""
             return f"{value:.2f}{mark} (CPU {1 / paired(row, ref):.2f})"
 
@@ -939,8 +941,9 @@ def speed_table(rows: list[Row]) -> list[str]:
     )
     lines += [
         "",
-        "Ratios are of median req/s (✓/✗ against the target); in brackets the same ratio "
-        "from Envoy CPU per request, paired round by round. "
+        "Ratios are medians over the rounds of the row's req/s over the reference's in the "
+        "same round (✓/✗ against the target); in brackets the same from Envoy CPU per "
+        "request. "
         f"Targets on the starred rows: at least {TARGET_NATIVE} of native and {TARGET_FLOOR} of "
         "the wasm floor. Valid credential on every request except the 407 row.",
         "",
@@ -955,6 +958,12 @@ def paired(row: Row, base: Row) -> float:
     return statistics.median(a / b for a, b in zip(row.cpu_us, base.cpu_us))
 
 
+def paired_error(row: Row, base: Row) -> float:
+    """Standard error of `paired` (that of a median: 1.25 sd / sqrt(n))."""
+    ratios = [a / b for a, b in zip(row.cpu_us, base.cpu_us)]
+    return 1.25 * statistics.pstdev(ratios) / math.sqrt(len(ratios))
+
+
 def profile_table(rows: list[Row]) -> list[str]:
     base = next(r for r in rows if r.kind == "base")
     floor = next(r for r in rows if r.key == "floor")
@@ -962,20 +971,19 @@ def profile_table(rows: list[Row]) -> list[str]:
     lines = [
         "Each ladder row runs its steps once per request, as the filter does. Price = "
         "(median over the rounds of row / base in the same round - 1) x base; the "
-        "rows below the ladder are priced against the minimal wasm filter the same way. "
-        f"One row's round-to-round noise here is about ±15 %, so a price is good to "
-        f"about ±{150 / math.sqrt(len(base.cpu_us)):.0f} % of the base over {len(base.cpu_us)} rounds.",
+        "rows below the ladder are priced against the minimal wasm filter the same way; "
+        f"± one standard error over the {len(base.cpu_us)} rounds.",
         "",
         "| | Envoy CPU/req (median) | price | req/s |",
         "|---|---:|---:|---:|",
     ]
     for row in rows:
-        if row.kind in ("base", "step"):
-            ratio = paired(row, base)
-            price = "" if row is base else f"{(ratio - 1) * base_cpu:+.1f} µs ({ratio:.3f} x base)"
-        else:
-            ratio = paired(row, floor)
-            price = "" if row is floor else f"{(ratio - 1) * floor_cpu:+.1f} µs ({ratio:.3f} x floor)"
+        ref, ref_cpu, name = (base, base_cpu, "base") if row.kind in ("base", "step") else (floor, floor_cpu, "floor")
+        price = ""
+        if row is not ref:
+            ratio = paired(row, ref)
+            error = paired_error(row, ref) * ref_cpu
+            price = f"{(ratio - 1) * ref_cpu:+.1f} ± {error:.1f} µs ({ratio:.3f} x {name})"
         lines.append(
             f"| {row.label} | {row.median('cpu_us'):.1f} µs | {price} | {row.median('rps'):,.0f} |"
         )
