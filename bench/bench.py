@@ -896,15 +896,20 @@ def wrk_version() -> str:
     return match.group(1) if match else "?"
 
 
+def machine_line(version: str) -> str:
+    return f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {machine(version)}."
+
+
 def header(args, version: str, pinning: str) -> list[str]:
     return [
-        f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {machine(version)}.",
+        machine_line(version),
         "",
         f"One Envoy, one worker{pinning}; a fixed 200 direct_response on every listener; "
         f"wrk -t1 -c{args.connections}, {args.rounds} interleaved rounds of {args.seconds} s per row, "
         "median per row. Envoy CPU/req is the CPU time of all Envoy threads over the requests "
-        "answered (from /proc/PID/task/*/schedstat): it hardly moves when other work shares the "
-        "machine, where req/s does.",
+        "answered (from /proc/PID/task/*/schedstat): unlike req/s it does not fall when other "
+        "work takes turns on Envoy's core, but both move with the host's own noise (about "
+        "±15 % between 1 s samples on the machine above), hence the rounds.",
     ]
 
 
@@ -1022,6 +1027,28 @@ def report(args, rows: list[Row], memory: list[MemoryResult], version: str, pinn
     return "\n".join(lines) + "\n"
 
 
+README_START = "<!-- bench results: bench.py rewrites from here to the end marker -->"
+README_END = "<!-- end of bench results -->"
+
+
+def update_readme(rows: list[Row], memory: list[MemoryResult], args, version: str) -> None:
+    """Puts the latest machine line and tables into bench/README.md between its
+    markers, so the README always shows the last `make bench`."""
+    readme = BENCH / "README.md"
+    text = readme.read_text() if readme.exists() else ""
+    if README_START not in text or README_END not in text:
+        return
+    block = [machine_line(version), ""]
+    if rows:
+        block += speed_table(rows)[: len(rows) + 2] + [""]
+    if memory:
+        block += memory_table(args, memory)[-(len(memory) + 2):] + [""]
+    block.append("Full output, with the spread over the rounds: [results.md](results.md).")
+    head, rest = text.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    readme.write_text(head + README_START + "\n" + "\n".join(block) + "\n" + README_END + tail)
+
+
 def log(message: str) -> None:
     print(f"bench: {message}", file=sys.stderr, flush=True)
 
@@ -1078,7 +1105,7 @@ def main() -> int:
         f", Envoy pinned to core {envoy_core} and wrk to core {load_core}"
         if envoy_core is not None
         else " (not pinned: taskset or a second core is missing)"
-    )
+    ) + (" at nice -10" if NICE else "")
     rows: list[Row] = []
     if not args.no_speed:
         rows = profile_rows() if args.profile else [r for r in speed_rows() if r.key in args.rows]
@@ -1091,10 +1118,14 @@ def main() -> int:
     except BenchError as e:
         print(f"bench: FAILED: {e}", file=sys.stderr)
         return 1
-    text = report(args, rows, memory, envoy_version(), pinning)
+    version = envoy_version()
+    text = report(args, rows, memory, version, pinning)
     print(text)
     args.out.write_text(text)
     log(f"written to {args.out}")
+    if not args.profile and args.out == BENCH / "results.md" and rows and memory:
+        update_readme(rows, memory, args, version)
+        log("latest tables put into bench/README.md")
     unbounded = [m for m in memory if not m.bounded]
     if unbounded:
         print(
