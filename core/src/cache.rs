@@ -5,21 +5,24 @@
 //! scan and no dependency.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
 
-/// Key: the digest of a whole credential (see `Credentials::digest`).
+/// A SHA-256 digest, as the external answers are keyed (see `Credentials::digest`).
 pub type Key = [u8; 32];
 
+/// Keyed by `K`, a digest of a whole credential: never the credential itself,
+/// so the cache holds no secret.
 #[derive(Debug)]
-pub struct VerifiedCache<V> {
+pub struct VerifiedCache<K, V> {
     ttl_ms: u64,
     max_entries: usize,
-    entries: HashMap<Key, (V, u64)>,
+    entries: HashMap<K, (V, u64)>,
     // (key, expiry) in insertion order; an item whose expiry no longer matches
     // the map's entry is stale and skipped.
-    order: VecDeque<(Key, u64)>,
+    order: VecDeque<(K, u64)>,
 }
 
-impl<V: Clone> VerifiedCache<V> {
+impl<K: Copy + Eq + Hash, V: Clone> VerifiedCache<K, V> {
     /// A cache that remembers nothing when `ttl_ms` or `max_entries` is zero.
     pub fn new(ttl_ms: u64, max_entries: usize) -> Self {
         Self {
@@ -34,7 +37,7 @@ impl<V: Clone> VerifiedCache<V> {
         self.ttl_ms > 0 && self.max_entries > 0
     }
 
-    pub fn get(&mut self, key: &Key, now_ms: u64) -> Option<V> {
+    pub fn get(&mut self, key: &K, now_ms: u64) -> Option<V> {
         let (value, expires) = self.entries.get(key)?;
         if now_ms < *expires {
             return Some(value.clone());
@@ -43,7 +46,7 @@ impl<V: Clone> VerifiedCache<V> {
         None
     }
 
-    pub fn insert(&mut self, key: Key, value: V, now_ms: u64) {
+    pub fn insert(&mut self, key: K, value: V, now_ms: u64) {
         if !self.enabled() {
             return;
         }
@@ -84,9 +87,13 @@ mod tests {
         [n; 32]
     }
 
+    fn cache<V: Clone>(ttl_ms: u64, max_entries: usize) -> VerifiedCache<Key, V> {
+        VerifiedCache::new(ttl_ms, max_entries)
+    }
+
     #[test]
     fn entry_is_found_until_it_expires() {
-        let mut cache = VerifiedCache::new(1_000, 10);
+        let mut cache = cache(1_000, 10);
         cache.insert(key(1), "alice", 5_000);
         assert_eq!(cache.get(&key(1), 5_000), Some("alice"));
         assert_eq!(cache.get(&key(1), 5_999), Some("alice"));
@@ -96,14 +103,14 @@ mod tests {
 
     #[test]
     fn unknown_key_is_not_found() {
-        let mut cache = VerifiedCache::new(1_000, 10);
+        let mut cache = cache(1_000, 10);
         cache.insert(key(1), 1, 0);
         assert_eq!(cache.get(&key(2), 0), None);
     }
 
     #[test]
     fn oldest_entry_goes_first_when_full() {
-        let mut cache = VerifiedCache::new(60_000, 3);
+        let mut cache = cache(60_000, 3);
         for n in 1..=5 {
             cache.insert(key(n), n, u64::from(n));
         }
@@ -116,7 +123,7 @@ mod tests {
 
     #[test]
     fn expired_entries_are_dropped_on_insert() {
-        let mut cache = VerifiedCache::new(100, 1_000);
+        let mut cache = cache(100, 1_000);
         for n in 0..200u8 {
             cache.insert(key(n), n, u64::from(n) * 10);
         }
@@ -127,7 +134,7 @@ mod tests {
 
     #[test]
     fn reinserting_a_key_does_not_grow_beyond_the_bound() {
-        let mut cache = VerifiedCache::new(10, 2);
+        let mut cache = cache(10, 2);
         for t in 0..10_000u64 {
             cache.insert(key(1), 1, t);
         }
@@ -142,7 +149,7 @@ mod tests {
     #[test]
     fn zero_ttl_or_size_remembers_nothing() {
         for (ttl, max) in [(0, 10), (1_000, 0)] {
-            let mut cache = VerifiedCache::new(ttl, max);
+            let mut cache = cache(ttl, max);
             cache.insert(key(1), 1, 0);
             assert_eq!(cache.get(&key(1), 0), None);
         }

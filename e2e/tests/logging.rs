@@ -41,6 +41,12 @@ fn decision_lines_follow_the_wasm_log_level_set_at_run_time() {
     };
 
     assert_eq!(exchange(proxy, &request()).status, 200);
+    // The host gave the module randomness, so the fast keyed cache is in use.
+    assert!(
+        !envoy.log().contains("no randomness"),
+        "{}",
+        envoy.log_tail(30)
+    );
     assert!(
         !envoy.log().contains(DECISION),
         "a debug line was logged at info level"

@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use log::{error, info};
+use log::{error, info, warn};
 use proxy_auth_core::auth::Authenticator;
 use proxy_auth_core::config::Config;
 use proxy_auth_core::external;
@@ -27,7 +27,7 @@ pub struct Shared {
 }
 
 impl Shared {
-    fn new(config: Config, metrics: Metrics) -> Self {
+    fn new(config: Config, metrics: Metrics, secret: Option<[u8; 16]>) -> Self {
         let config = Rc::new(config);
         let mut identity_headers: Vec<String> = config.user_header.iter().cloned().collect();
         let mut external_prefix = String::new();
@@ -37,7 +37,7 @@ impl Shared {
             external_prefix = external::prefix(external);
         }
         Self {
-            auth: RefCell::new(Authenticator::new(Rc::clone(&config))),
+            auth: RefCell::new(Authenticator::new(Rc::clone(&config), secret)),
             config,
             metrics,
             external_prefix,
@@ -122,7 +122,14 @@ impl RootContext for Root {
                 .as_ref()
                 .map_or("none", |e| e.cluster.as_str()),
         );
-        self.shared = Some(Rc::new(Shared::new(config, metrics)));
+        let secret = cache_secret();
+        if secret.is_none() {
+            warn!(
+                "#{} proxy-auth: no randomness from the host; the success cache uses SHA-256 keys",
+                self.context_id
+            );
+        }
+        self.shared = Some(Rc::new(Shared::new(config, metrics, secret)));
         follow_envoy_log_level();
         // Without ticks the level stays as read now; not worth refusing the config over.
         let _ = hostcalls::set_tick_period(LOG_LEVEL_REFRESH);
@@ -154,4 +161,13 @@ fn follow_envoy_log_level() {
     if let Ok(level) = hostcalls::get_log_level() {
         proxy_wasm::set_log_level(level);
     }
+}
+
+/// This worker's key for the success cache (see `Authenticator::new`): from
+/// the host's randomness (WASI `random_get`), or none, and then the slower
+/// SHA-256 keys, rather than a key anyone could guess.
+fn cache_secret() -> Option<[u8; 16]> {
+    let mut secret = [0u8; 16];
+    getrandom::fill(&mut secret).ok()?;
+    Some(secret)
 }
