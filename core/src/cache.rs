@@ -56,6 +56,17 @@ impl<K: Copy + Eq + Hash, V: Clone> VerifiedCache<K, V> {
         self.order.push_back((key, expires));
     }
 
+    /// Remembers `value` until `expires_ms`, for entries whose lifetime was
+    /// set elsewhere (an answer read from the cache the workers share).
+    pub fn insert_until(&mut self, key: K, value: V, expires_ms: u64, now_ms: u64) {
+        if self.max_entries == 0 || expires_ms <= now_ms {
+            return;
+        }
+        self.evict(now_ms);
+        self.entries.insert(key, (value, expires_ms));
+        self.order.push_back((key, expires_ms));
+    }
+
     /// Drops expired entries, then the oldest until one more fits.
     fn evict(&mut self, now_ms: u64) {
         while let Some(&(key, expires)) = self.order.front() {
@@ -144,6 +155,21 @@ mod tests {
             "queue grew to {}",
             cache.order.len()
         );
+    }
+
+    #[test]
+    fn entries_with_their_own_expiry_stay_bounded_and_expire() {
+        let mut cache = cache(0, 2);
+        cache.insert_until(key(1), 1, 100, 0);
+        cache.insert_until(key(2), 2, 50, 0);
+        cache.insert_until(key(3), 3, 10, 20); // already expired: not kept
+        assert_eq!(cache.get(&key(2), 49), Some(2));
+        assert_eq!(cache.get(&key(2), 50), None);
+        assert_eq!(cache.get(&key(1), 99), Some(1));
+        for n in 4..40 {
+            cache.insert_until(key(n), n, 1_000, 0);
+        }
+        assert_eq!(cache.len(), 2);
     }
 
     #[test]

@@ -9,6 +9,8 @@
 //! not used and later overwritten.
 
 use sha2::{Digest, Sha256};
+use siphasher::sip128::{Hasher128, SipHasher13};
+use std::hash::Hasher;
 
 use crate::cache::Key;
 use crate::config::{Attribute, External};
@@ -76,6 +78,51 @@ pub fn call(
         headers,
         key: digest.finalize().into(),
     }
+}
+
+/// This worker's key for its own memory of answers, in front of the shared
+/// cache: a SipHash under the worker's random secret of the raw field value
+/// and of every attribute `call` would send, so that a repeated request finds
+/// its answer without building the call. It covers at least what the call's
+/// key covers, so it never joins two requests the service could tell apart.
+pub fn local_key(
+    secret: &[u8; 16],
+    external: &External,
+    proxy_authorization: &[u8],
+    request: &[(String, Vec<u8>)],
+) -> u128 {
+    let mut hasher = SipHasher13::new_with_key(secret);
+    let mut put = |bytes: &[u8]| {
+        hasher.write_u64(bytes.len() as u64);
+        hasher.write(bytes);
+    };
+    let get = |name: &str| {
+        request
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_slice())
+    };
+    put(proxy_authorization);
+    for sent in &external.attributes {
+        let pseudo = match sent {
+            Attribute::Method => ":method",
+            Attribute::Host => ":authority",
+            Attribute::Path => ":path",
+        };
+        put(pseudo.as_bytes());
+        put(get(pseudo).unwrap_or_default());
+    }
+    for name in &external.forward_headers {
+        put(name.as_bytes());
+        match get(name) {
+            Some(value) => {
+                put(b"1");
+                put(value);
+            }
+            None => put(b"0"),
+        }
+    }
+    hasher.finish128().as_u128()
 }
 
 /// Length-prefixed, so that ("ab", "c") and ("a", "bc") digest differently.
@@ -223,15 +270,17 @@ fn put(out: &mut Vec<u8>, bytes: &[u8]) -> Option<()> {
     Some(())
 }
 
-/// The answer stored for `key`, if the value is for this key and still fresh.
-pub fn decode(key: &Key, bytes: &[u8], now_ms: u64) -> Option<Answer> {
+/// The answer stored for `key` and until when it holds, if the value is for
+/// this key and still fresh.
+pub fn decode(key: &Key, bytes: &[u8], now_ms: u64) -> Option<(Answer, u64)> {
     let (&format, rest) = bytes.split_first()?;
     if format != FORMAT || rest.len() < 32 + 8 + 1 || &rest[..32] != key {
         return None;
     }
     let mut expires = [0u8; 8];
     expires.copy_from_slice(&rest[32..40]);
-    if now_ms >= u64::from_le_bytes(expires) {
+    let expires = u64::from_le_bytes(expires);
+    if now_ms >= expires {
         return None;
     }
     let (kind, mut rest) = (rest[40], &rest[41..]);
@@ -247,13 +296,14 @@ pub fn decode(key: &Key, bytes: &[u8], now_ms: u64) -> Option<Answer> {
             for pair in fields.chunks_exact(2) {
                 headers.push((String::from_utf8(pair[0].to_vec()).ok()?, pair[1].to_vec()));
             }
-            Some(Answer::Allow(headers))
+            Some((Answer::Allow(headers), expires))
         }
         DENY => match fields.as_slice() {
-            [] => Some(Answer::Deny(None)),
-            [challenge] => Some(Answer::Deny(Some(
-                String::from_utf8(challenge.to_vec()).ok()?,
-            ))),
+            [] => Some((Answer::Deny(None), expires)),
+            [challenge] => Some((
+                Answer::Deny(Some(String::from_utf8(challenge.to_vec()).ok()?)),
+                expires,
+            )),
             _ => None,
         },
         _ => None,
@@ -359,6 +409,36 @@ mod tests {
     }
 
     #[test]
+    fn local_key_changes_with_everything_the_call_key_does() {
+        let ext = external(r#", "forward_headers": ["x-request-id", "x-absent"]"#);
+        let secret = [9u8; 16];
+        let key = |pa: &[u8], r: &[(String, Vec<u8>)]| local_key(&secret, &ext, pa, r);
+        let base = key(PA, &request(b"/a"));
+        assert_eq!(base, key(PA, &request(b"/a")));
+        assert_ne!(base, key(b"Basic YWxpY2U6dA==", &request(b"/a")));
+        assert_ne!(base, key(PA, &request(b"/b")));
+        let mut r = request(b"/a");
+        r[0].1 = b"POST".to_vec();
+        assert_ne!(base, key(PA, &r));
+        let mut r = request(b"/a");
+        r[1].1 = b"example.org".to_vec();
+        assert_ne!(base, key(PA, &r));
+        let mut r = request(b"/a");
+        r[3].1 = b"r2".to_vec();
+        assert_ne!(base, key(PA, &r));
+        let mut r = request(b"/a");
+        r.push(("x-absent".into(), b"".to_vec()));
+        assert_ne!(base, key(PA, &r), "an empty header is not an absent one");
+        assert_ne!(base, local_key(&[8u8; 16], &ext, PA, &request(b"/a")));
+        // Not sent, so not keyed.
+        let host_only = external(r#", "attributes": ["host"]"#);
+        assert_eq!(
+            local_key(&secret, &host_only, PA, &request(b"/a")),
+            local_key(&secret, &host_only, PA, &request(b"/b"))
+        );
+    }
+
+    #[test]
     fn answers_are_classified_by_status() {
         let ext = external(r#", "copy_headers": ["x-auth-user"]"#);
         let table: &[(Pairs, Answer)] = &[
@@ -444,7 +524,7 @@ mod tests {
         ];
         for a in answers {
             let bytes = encode(&key, &a, 1_000).unwrap();
-            assert_eq!(decode(&key, &bytes, 999), Some(a.clone()));
+            assert_eq!(decode(&key, &bytes, 999), Some((a.clone(), 1_000)));
             assert_eq!(decode(&key, &bytes, 1_000), None);
             assert_eq!(
                 decode(&[8u8; 32], &bytes, 0),

@@ -27,6 +27,7 @@ const UNAVAILABLE_BODY: &[u8] = b"Proxy authentication unavailable\n";
 /// A call to the external service this stream is waiting on.
 struct Pending {
     key: Key,
+    local_key: Option<u128>,
     slot: String,
     user: Bytes,
 }
@@ -114,6 +115,17 @@ impl Filter {
         headers: &[(String, Bytes)],
         proxy_authorization: &[u8],
     ) -> Action {
+        let now = now_ms();
+        let local_key = shared
+            .secret
+            .map(|secret| external::local_key(&secret, external, proxy_authorization, headers));
+        if let Some(key) = &local_key {
+            let remembered = shared.local_answers.borrow_mut().get(key, now);
+            if let Some(answer) = remembered {
+                bump(shared.metrics.external_cache_hit);
+                return self.apply(shared, answer, credentials.user(), true);
+            }
+        }
         let call = external::call(external, proxy_authorization, credentials, headers);
         let slot = external::slot(
             &shared.external_prefix,
@@ -121,7 +133,15 @@ impl Filter {
             external.cache.max_entries,
         );
         if let Ok((Some(bytes), _)) = hostcalls::get_shared_data(&slot) {
-            if let Some(answer) = external::decode(&call.key, &bytes, now_ms()) {
+            if let Some((answer, expires)) = external::decode(&call.key, &bytes, now) {
+                if let Some(key) = local_key {
+                    shared.local_answers.borrow_mut().insert_until(
+                        key,
+                        answer.clone(),
+                        expires,
+                        now,
+                    );
+                }
                 bump(shared.metrics.external_cache_hit);
                 return self.apply(shared, answer, credentials.user(), true);
             }
@@ -137,6 +157,7 @@ impl Filter {
             Ok(_) => {
                 self.pending = Some(Pending {
                     key: call.key,
+                    local_key,
                     slot,
                     user: credentials.user().to_vec(),
                 });
@@ -247,7 +268,14 @@ impl Context for Filter {
             Answer::Failure(_) => 0,
         };
         if ttl_s > 0 && external.cache.max_entries > 0 {
-            let expires = now_ms().saturating_add(ttl_s.saturating_mul(1000));
+            let now = now_ms();
+            let expires = now.saturating_add(ttl_s.saturating_mul(1000));
+            if let Some(key) = pending.local_key {
+                shared
+                    .local_answers
+                    .borrow_mut()
+                    .insert_until(key, answer.clone(), expires, now);
+            }
             if let Some(bytes) = external::encode(&pending.key, &answer, expires) {
                 // Last writer wins: any worker's fresh answer is as good as another's.
                 if let Err(status) = hostcalls::set_shared_data(&pending.slot, Some(&bytes), None) {

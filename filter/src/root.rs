@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use log::{error, info, warn};
 use proxy_auth_core::auth::Authenticator;
+use proxy_auth_core::cache::VerifiedCache;
 use proxy_auth_core::config::Config;
-use proxy_auth_core::external;
+use proxy_auth_core::external::{self, Answer};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType};
@@ -23,6 +24,11 @@ pub struct Shared {
     pub metrics: Metrics,
     /// Shared-data key prefix of the external answers cache.
     pub external_prefix: String,
+    /// This worker's random key (see `Authenticator::new`), if the host gave one.
+    pub secret: Option<[u8; 16]>,
+    /// This worker's memory of the service's answers, in front of the shared
+    /// one: a repeated request finds its answer without building the call.
+    pub local_answers: RefCell<VerifiedCache<u128, Answer>>,
     identity_headers: Vec<String>,
 }
 
@@ -31,6 +37,7 @@ impl Shared {
         let config = Rc::new(config);
         let mut identity_headers: Vec<String> = config.user_header.iter().cloned().collect();
         let mut external_prefix = String::new();
+        let local_size = config.external.as_ref().map_or(0, |e| e.cache.max_entries);
         if let Some(external) = &config.external {
             identity_headers.extend(external.copy_headers.iter().cloned());
             identity_headers.push(FAIL_OPEN_HEADER.to_owned());
@@ -38,6 +45,9 @@ impl Shared {
         }
         Self {
             auth: RefCell::new(Authenticator::new(Rc::clone(&config), secret)),
+            secret,
+            // Every entry carries the expiry the shared cache has; no own lifetime.
+            local_answers: RefCell::new(VerifiedCache::new(0, local_size)),
             config,
             metrics,
             external_prefix,
