@@ -109,7 +109,12 @@ impl Authenticator {
             [one] => one,
             _ => return deny(Denial::Duplicate, None),
         };
-        let fast_key = self.fast_key(value);
+        // Only local successes are remembered here: with no local users there
+        // is nothing to look up, and the key would be computed for nothing.
+        let fast_key = match self.config.users {
+            Some(_) => self.fast_key(value),
+            None => None,
+        };
         if let (Some(key), Some(users)) = (fast_key, &self.config.users) {
             if let Some(index) = self.verified.get(&key, now_ms) {
                 return Decision::Allow {
