@@ -78,26 +78,9 @@ pub fn test_config(plugin_json: &str, upstream: SocketAddr, opts: &ConfigOptions
             wasm = quoted(&wasm.to_string_lossy()),
         )
     };
-    let mut clusters = String::new();
-    for (name, addr) in &opts.clusters {
-        let _ = write!(
-            clusters,
-            r#"  - name: {name}
-    connect_timeout: 2s
-    type: STATIC
-    load_assignment:
-      cluster_name: {name}
-      endpoints:
-      - lb_endpoints:
-        - endpoint:
-            address:
-              socket_address: {{ address: {ip}, port_value: {port} }}
-"#,
-            name = quoted(name),
-            ip = addr.ip(),
-            port = addr.port(),
-        );
-    }
+    let clusters: String = std::iter::once(static_cluster("upstream", upstream))
+        .chain(opts.clusters.iter().map(|(n, a)| static_cluster(n, *a)))
+        .collect();
     format!(
         r#"admin:
   address:
@@ -134,18 +117,26 @@ static_resources:
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
   clusters:
-  - name: upstream
+{clusters}"#,
+    )
+}
+
+/// One static cluster `name` at `addr`, as an item of `static_resources.clusters`.
+pub fn static_cluster(name: &str, addr: SocketAddr) -> String {
+    format!(
+        r#"  - name: {name}
     connect_timeout: 2s
     type: STATIC
     load_assignment:
-      cluster_name: upstream
+      cluster_name: {name}
       endpoints:
       - lb_endpoints:
         - endpoint:
             address:
               socket_address: {{ address: {ip}, port_value: {port} }}
-{clusters}"#,
-        ip = upstream.ip(),
-        port = upstream.port(),
+"#,
+        name = quoted(name),
+        ip = addr.ip(),
+        port = addr.port(),
     )
 }

@@ -10,7 +10,7 @@ pub mod http;
 pub mod upstream;
 
 pub use client::{exchange, exchange_raw, Client, RawRequest, Response};
-pub use config::{test_config, ConfigOptions, LISTENER};
+pub use config::{static_cluster, test_config, ConfigOptions, LISTENER};
 pub use envoy::{validate, validate_yaml, Envoy, EnvoyOptions};
 pub use upstream::{Received, Upstream};
 

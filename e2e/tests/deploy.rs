@@ -16,8 +16,8 @@ mod yaml;
 use common::ALICE;
 use external_common::AuthService;
 use proxy_auth_e2e::{
-    basic, paths, test_config, validate, validate_yaml, Client, ConfigOptions, Envoy, RawRequest,
-    Response, Upstream, LISTENER,
+    basic, paths, static_cluster, test_config, validate, validate_yaml, Client, ConfigOptions,
+    Envoy, RawRequest, Response, Upstream, LISTENER,
 };
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
@@ -628,15 +628,10 @@ fn istio_like_config(
         .iter()
         .map(|k| format!("                    - {}\n", q(k)))
         .collect();
-    let mut cluster_yaml = String::new();
-    for (name, addr) in std::iter::once(&("upstream", upstream)).chain(clusters) {
-        cluster_yaml.push_str(&format!(
-            "  - name: {n}\n    connect_timeout: 2s\n    type: STATIC\n    load_assignment:\n      cluster_name: {n}\n      endpoints:\n      - lb_endpoints:\n        - endpoint:\n            address:\n              socket_address: {{ address: {ip}, port_value: {port} }}\n",
-            n = q(name),
-            ip = addr.ip(),
-            port = addr.port()
-        ));
-    }
+    let cluster_yaml: String = std::iter::once(&("upstream", upstream))
+        .chain(clusters)
+        .map(|(name, addr)| static_cluster(name, *addr))
+        .collect();
     format!(
         r#"admin:
   address:
