@@ -413,6 +413,18 @@ fn header_name(field: &str, name: &str) -> Result<String, ConfigError> {
     Ok(lower)
 }
 
+/// Whether a request header named `sent` stands for the header `ours` (a
+/// lowercase name): in any case, and with `_` written for `-`, since CGI-style
+/// servers (WSGI, Rack, PHP) read `X_Proxy_User` and `x-proxy-user` as the same
+/// variable. A client must not slip an identity header past the filter either way.
+pub fn same_header(sent: &str, ours: &str) -> bool {
+    sent.len() == ours.len()
+        && sent
+            .bytes()
+            .zip(ours.bytes())
+            .all(|(s, o)| s.to_ascii_lowercase() == o || (s == b'_' && o == b'-'))
+}
+
 /// Deserialises, naming the field where a value does not fit: serde's own
 /// message says what was wrong and where in the text, not in which field, and
 /// the text is often one line inside an Envoy YAML file.
@@ -689,5 +701,28 @@ mod tests {
             }
         );
         assert!(config.users.is_none());
+    }
+
+    #[test]
+    fn identity_headers_are_recognised_in_any_case_and_with_underscores() {
+        for sent in [
+            "x-proxy-user",
+            "X-Proxy-User",
+            "x_proxy_user",
+            "X_PROXY-user",
+        ] {
+            assert!(same_header(sent, "x-proxy-user"), "{sent}");
+        }
+        for sent in [
+            "x-proxy-users",
+            "x-proxy-use",
+            "x.proxy.user",
+            "y-proxy-user",
+            "",
+        ] {
+            assert!(!same_header(sent, "x-proxy-user"), "{sent}");
+        }
+        // Only `_` stands for `-`, not the other way round.
+        assert!(!same_header("x-auth-user", "x_auth_user"));
     }
 }

@@ -33,6 +33,8 @@ pub enum CredentialError {
     NoColon,
     /// The user name or password holds a control character.
     ControlCharacter,
+    /// The user name starts or ends with a space.
+    SpaceAroundUser,
 }
 
 impl fmt::Display for CredentialError {
@@ -43,6 +45,7 @@ impl fmt::Display for CredentialError {
             Self::BadBase64 => "token is not base64",
             Self::NoColon => "decoded token has no colon",
             Self::ControlCharacter => "user or password holds a control character",
+            Self::SpaceAroundUser => "user name starts or ends with a space",
         })
     }
 }
@@ -111,6 +114,13 @@ pub fn parse(value: &[u8]) -> Result<Credentials, CredentialError> {
     if decoded.iter().any(|&b| b < 0x20 || b == 0x7f) {
         return Err(CredentialError::ControlCharacter);
     }
+    // RFC 9110 section 5.5: a field value has no leading or trailing
+    // whitespace, so "admin " would reach the upstream in a user header as
+    // "admin". No configured user can have such a name (see htpasswd).
+    let user = &decoded[..colon];
+    if user.starts_with(b" ") || user.ends_with(b" ") {
+        return Err(CredentialError::SpaceAroundUser);
+    }
     Ok(Credentials { decoded, colon })
 }
 
@@ -144,6 +154,8 @@ mod tests {
             (b"Basic dXNlcjpwYTpzczp3b3Jk", b"user", b"pa:ss:word"),
             // ":" alone is an empty user and an empty password
             (b"Basic Og==", b"", b""),
+            // "mary ann: pw " keeps inner spaces and the password's own
+            (b"Basic bWFyeSBhbm46IHB3IA==", b"mary ann", b" pw "),
         ];
         for (value, user, password) in table {
             assert_eq!(ok(value), (user.to_vec(), password.to_vec()));
@@ -187,6 +199,10 @@ mod tests {
             (b"Basic YTpiAA==", CredentialError::ControlCharacter),
             (b"Basic YTp/", CredentialError::ControlCharacter),
             (b"Basic YTpiCWM=", CredentialError::ControlCharacter),
+            // "admin :pw", " admin:pw", " :pw"
+            (b"Basic YWRtaW4gOnB3", CredentialError::SpaceAroundUser),
+            (b"Basic IGFkbWluOnB3", CredentialError::SpaceAroundUser),
+            (b"Basic IDpwdw==", CredentialError::SpaceAroundUser),
         ];
         for (value, want) in table {
             assert_eq!(

@@ -32,6 +32,8 @@ pub enum HtpasswdError {
     EmptyUser { line: usize },
     /// The user name has a control character (it may be forwarded in a header).
     ControlCharInUser { line: usize },
+    /// The user name ends with a space, which no request could match.
+    SpaceAfterUser { line: usize },
     /// The user was already defined on `first_line`.
     DuplicateUser {
         line: usize,
@@ -55,6 +57,7 @@ impl HtpasswdError {
             Self::MissingColon { line }
             | Self::EmptyUser { line }
             | Self::ControlCharInUser { line }
+            | Self::SpaceAfterUser { line }
             | Self::DuplicateUser { line, .. }
             | Self::BadHash { line, .. } => Some(*line),
             Self::NoUsers => None,
@@ -72,6 +75,10 @@ impl fmt::Display for HtpasswdError {
             Self::ControlCharInUser { line } => {
                 write!(f, "line {line}: the user name contains a control character")
             }
+            Self::SpaceAfterUser { line } => write!(
+                f,
+                "line {line}: the user name ends with a space before `:`; remove it"
+            ),
             Self::DuplicateUser {
                 line,
                 user,
@@ -116,6 +123,12 @@ pub fn parse(text: &str) -> Result<Vec<Entry>, HtpasswdError> {
         }
         if user.chars().any(char::is_control) {
             return Err(HtpasswdError::ControlCharInUser { line });
+        }
+        // The line was trimmed, so only the end can hold one. Credentials whose user
+        // name starts or ends with a space are refused (a header value cannot carry
+        // it), so such a user could never log in: a typo to report, not to keep.
+        if user.ends_with(' ') {
+            return Err(HtpasswdError::SpaceAfterUser { line });
         }
         if let Some(&first_line) = seen.get(user) {
             return Err(HtpasswdError::DuplicateUser {
@@ -246,6 +259,11 @@ dave:$5$rounds=1000$5JXyCFhxbWB5A5L1$33nPJkgEmRzBCE4.dpJvNzvoegu5P8t0fN06EhwzGa2
             ("al\u{85}ice:{PLAIN}a".into(), ControlCharInUser { line: 1 }),
             ("al\rice:{PLAIN}a".into(), ControlCharInUser { line: 1 }),
             ("a\0:{PLAIN}a".into(), ControlCharInUser { line: 1 }),
+            (
+                "alice:{PLAIN}a\ntrail :{PLAIN}a".into(),
+                SpaceAfterUser { line: 2 },
+            ),
+            ("  lead  :{PLAIN}a".into(), SpaceAfterUser { line: 1 }),
             (
                 "alice:{PLAIN}a\nbob:{PLAIN}b\r\n\r\nalice:{PLAIN}c".into(),
                 DuplicateUser {

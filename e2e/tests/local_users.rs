@@ -62,6 +62,24 @@ fn client_sent_user_header_is_replaced_by_the_authenticated_user() {
 }
 
 #[test]
+fn client_sent_user_header_spelled_with_underscores_is_removed() {
+    // CGI-style servers (WSGI, Rack, PHP) read x_proxy_user as x-proxy-user.
+    let s = Setup::new();
+    let got = s.expect_allowed(
+        &get_with(BOB.auth())
+            .header("X_Proxy_User", "alice")
+            .header("x-proxy_user", "admin"),
+    );
+    assert_eq!(got.headers_named(USER_HEADER), [b"bob"]);
+    for name in ["x_proxy_user", "x-proxy_user"] {
+        assert!(got.header(name).is_none(), "{name} passed through: {got:?}");
+    }
+    // Near misses are other headers and go on untouched.
+    let got = s.expect_allowed(&get_with(BOB.auth()).header("x_proxy_users", "1"));
+    assert_eq!(got.headers_named("x_proxy_users"), [b"1"]);
+}
+
+#[test]
 fn utf8_user_name_is_accepted_and_forwarded_as_utf8() {
     let s = Setup::new();
     let got = s.expect_allowed(&get_with(JURGEN.auth()));
@@ -165,8 +183,6 @@ fn credentials_are_not_normalised() {
     let table: &[&[u8]] = &[
         b"al%69ce:wonderland",            // percent-encoding is not decoded
         b"ALICE:wonderland",              // user names are case-sensitive
-        b"alice :wonderland",             // nor trimmed
-        b" alice:wonderland",             //
         b"alice:wonderland ",             // passwords are not trimmed
         b"alice:WONDERLAND",              //
         "ju\u{308}rgen:grüße".as_bytes(), // NFD form of jürgen is another name
@@ -308,6 +324,16 @@ fn malformed_credentials_are_denied() {
         (
             "control character in the password",
             basic_bytes(b"alice:wonder\x7fland").into_bytes(),
+        ),
+        // RFC 9110 section 5.5: a user header could not carry these spaces, and an
+        // upstream would read "alice " as alice. User names are not trimmed either.
+        (
+            "space after the user name",
+            basic_bytes(b"alice :wonderland").into_bytes(),
+        ),
+        (
+            "space before the user name",
+            basic_bytes(b" alice:wonderland").into_bytes(),
         ),
     ];
     for (why, value) in &table {

@@ -119,6 +119,13 @@ fn duplicate_user_is_refused_with_its_line() {
 }
 
 #[test]
+fn user_name_ending_in_a_space_is_refused_with_its_line() {
+    // Credentials naming "trail " are malformed, so the user could never log in.
+    let json = serde_json::json!({ "users": format!("{}\ntrail :{}\n", BOB.line, BOB.hash()) });
+    assert_refused(&json.to_string(), &["line 2", "space"], &[BOB.hash()]);
+}
+
+#[test]
 fn unknown_hash_format_is_refused_with_its_line() {
     let table = [
         "$1$saltsalt$9xy1btjgzLYfb7hivXtC//", // MD5-crypt: openssl passwd -1 -salt saltsalt secret

@@ -302,18 +302,23 @@ impl HttpContext for Filter {
         let Some(shared) = self.shared.clone() else {
             return self.unavailable("no valid configuration");
         };
-        // Identity headers are ours to set: whatever the client sent under
-        // those names goes, whether or not it authenticates.
-        for name in shared.identity_headers() {
-            set_header(name, None);
-        }
         // Bytes, not strings: a value that is not UTF-8 must get a 407, not a panic.
-        let headers = match hostcalls::get_map_bytes(MapType::HttpRequestHeaders) {
+        let mut headers = match hostcalls::get_map_bytes(MapType::HttpRequestHeaders) {
             Ok(headers) => headers,
             Err(status) => {
                 return self.unavailable(&format!("cannot read request headers: {status:?}"))
             }
         };
+        // Identity headers are ours to set: whatever the client sent under
+        // those names goes, whether or not it authenticates, and the service
+        // is not shown it either.
+        headers.retain(|(name, _)| {
+            let ours = shared.is_identity_header(name);
+            if ours {
+                set_header(name, None);
+            }
+            !ours
+        });
         let fields: Vec<&[u8]> = headers
             .iter()
             .filter(|(name, _)| name.eq_ignore_ascii_case(PROXY_AUTHORIZATION))

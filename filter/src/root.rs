@@ -8,7 +8,7 @@ use std::time::Duration;
 use log::{error, info, warn};
 use proxy_auth_core::auth::Authenticator;
 use proxy_auth_core::cache::VerifiedCache;
-use proxy_auth_core::config::Config;
+use proxy_auth_core::config::{self, Config};
 use proxy_auth_core::external::{self, Answer};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -59,9 +59,12 @@ impl Shared {
         &self.config
     }
 
-    /// Headers only the filter may set upstream; a client's copies are removed.
-    pub fn identity_headers(&self) -> &[String] {
-        &self.identity_headers
+    /// Whether a request header is one only the filter may set upstream,
+    /// under any spelling a server could read as it.
+    pub fn is_identity_header(&self, name: &str) -> bool {
+        self.identity_headers
+            .iter()
+            .any(|ours| config::same_header(name, ours))
     }
 }
 
