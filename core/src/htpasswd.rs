@@ -17,7 +17,8 @@ use crate::hash::{HashError, PasswordHash};
 pub struct Entry {
     /// 1-based line number in the text, for messages.
     pub line: usize,
-    /// The user name exactly as written: non-empty, no `:`, no control character.
+    /// The user name exactly as written: non-empty, no `:`, no control character, no
+    /// space at either end.
     pub user: String,
     pub hash: PasswordHash,
 }
