@@ -10,8 +10,6 @@
 
 mod common;
 mod external_common;
-#[path = "deploy/yaml.rs"]
-mod yaml;
 
 use common::ALICE;
 use external_common::AuthService;
@@ -19,6 +17,7 @@ use proxy_auth_e2e::{
     basic, paths, static_cluster, test_config, validate, validate_yaml, Client, ConfigOptions,
     Envoy, RawRequest, Response, Upstream, LISTENER,
 };
+use serde::Deserialize as _;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::fs;
@@ -43,7 +42,7 @@ fn read(rel: &str) -> String {
 }
 
 fn compose() -> Value {
-    yaml::document(&read(COMPOSE)).unwrap_or_else(|e| panic!("{COMPOSE}: {e}"))
+    serde_yaml_ng::from_str(&read(COMPOSE)).unwrap_or_else(|e| panic!("{COMPOSE}: {e}"))
 }
 
 fn services(compose: &Value) -> Vec<(String, Value)> {
@@ -586,7 +585,14 @@ fn wasm_dockerfile_is_one_layer_holding_plugin_wasm() {
 
 fn istio_docs(file: &str) -> Vec<Value> {
     let rel = format!("deploy/istio/{file}");
-    yaml::documents(&read(&rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+    serde_yaml_ng::Deserializer::from_str(&read(&rel))
+        .map(Value::deserialize)
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap_or_else(|e| panic!("{rel}: {e}"))
+        .into_iter()
+        // A `---` with nothing after it is an empty document, not a manifest.
+        .filter(|doc| !doc.is_null())
+        .collect()
 }
 
 fn find_kind(docs: &[Value], kind: &str) -> Value {
