@@ -45,6 +45,9 @@ pub enum HashError {
     Sha1Digest,
     /// `{PLAIN}`: the password is longer than [`MAX_PASSWORD_LEN`], so it could never match.
     PlainTooLong,
+    /// `{PLAIN}`: the password holds a control character, which RFC 7617 keeps out of
+    /// credentials, so no request could carry it.
+    PlainControl,
 }
 
 impl fmt::Display for HashError {
@@ -84,6 +87,10 @@ impl fmt::Display for HashError {
             Self::PlainTooLong => write!(
                 f,
                 "{{PLAIN}} password: longer than {MAX_PASSWORD_LEN} bytes, the most a password may have"
+            ),
+            Self::PlainControl => f.write_str(
+                "{PLAIN} password: holds a control character (a tab, say), which no client \
+                 can send in Proxy-Authorization",
             ),
         }
     }
@@ -143,6 +150,10 @@ impl PasswordHash {
         let inner = if let Some(password) = field.strip_prefix("{PLAIN}") {
             if password.len() > MAX_PASSWORD_LEN {
                 return Err(HashError::PlainTooLong);
+            }
+            // RFC 7617 section 2: credentials hold no CTL; see credentials::parse.
+            if password.bytes().any(|b| b.is_ascii_control()) {
+                return Err(HashError::PlainControl);
             }
             Inner::Plain {
                 digest: Sha256::digest(password.as_bytes()).into(),
@@ -668,6 +679,9 @@ mod tests {
             ("{sha}L55TUjtiq8FBorTWAZ0jy6g129A=".into(), UnknownScheme),
             ("{SSHA}L55TUjtiq8FBorTWAZ0jy6g129A=".into(), UnknownScheme),
             ("{plain}secret".into(), UnknownScheme),
+            // {PLAIN} with what no Proxy-Authorization can carry.
+            ("{PLAIN}a\tb".into(), PlainControl),
+            ("{PLAIN}ab\x7f".into(), PlainControl),
             (" {PLAIN}secret".into(), UnknownScheme),
             (
                 "$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA".into(),
