@@ -9,6 +9,7 @@ use std::fmt;
 use serde::Deserialize;
 
 use crate::challenge;
+use crate::external;
 use crate::htpasswd::{self, HtpasswdError};
 use crate::users::UserDb;
 
@@ -384,7 +385,9 @@ fn external(raw: RawExternal) -> Result<External, ConfigError> {
 }
 
 /// Headers the filter itself owns or that would change where a request goes;
-/// letting configuration write them would undo the filter's own guarantees.
+/// letting configuration write them would undo the filter's own guarantees. The
+/// attribute headers are the filter's word to the service on the request: a
+/// forwarded client copy would stand beside it, and the service might read that.
 const RESERVED_HEADERS: &[&str] = &[
     "proxy-authorization",
     "proxy-authenticate",
@@ -394,6 +397,10 @@ const RESERVED_HEADERS: &[&str] = &[
     "transfer-encoding",
     "connection",
     "upgrade",
+    external::FORWARDED_METHOD,
+    external::FORWARDED_HOST,
+    external::FORWARDED_URI,
+    external::FAIL_OPEN_HEADER,
 ];
 
 /// A header name as RFC 9110 section 5.1 allows (a token), lowercased as
@@ -407,7 +414,10 @@ fn header_name(field: &str, name: &str) -> Result<String, ConfigError> {
         ));
     }
     let lower = name.to_ascii_lowercase();
-    if RESERVED_HEADERS.contains(&lower.as_str()) {
+    if RESERVED_HEADERS
+        .iter()
+        .any(|ours| same_header(&lower, ours))
+    {
         return Err(invalid(field, format!("`{name}` is reserved")));
     }
     Ok(lower)
@@ -592,6 +602,23 @@ mod tests {
             (
                 r#"{"external": {"cluster": "a", "copy_headers": ["host"]}}"#,
                 "external.copy_headers",
+            ),
+            // The filter's own attribute headers, under any spelling a server reads.
+            (
+                r#"{"external": {"cluster": "a", "forward_headers": ["X-Forwarded-Host"]}}"#,
+                "field `external.forward_headers`: `X-Forwarded-Host` is reserved",
+            ),
+            (
+                r#"{"external": {"cluster": "a", "forward_headers": ["x_forwarded_uri"]}}"#,
+                "`x_forwarded_uri` is reserved",
+            ),
+            (
+                r#"{"external": {"cluster": "a", "copy_headers": ["x-proxy-auth-fail-open"]}}"#,
+                "external.copy_headers",
+            ),
+            (
+                r#"{"users": "a:{PLAIN}b", "user_header": "proxy_authorization"}"#,
+                "field `user_header`: `proxy_authorization` is reserved",
             ),
             (
                 r#"{"external": {"cluster": "a", "cache": {"max_entries": 9999999}}}"#,

@@ -21,6 +21,9 @@ use crate::credentials::Credentials;
 pub const FORWARDED_METHOD: &str = "x-forwarded-method";
 pub const FORWARDED_HOST: &str = "x-forwarded-host";
 pub const FORWARDED_URI: &str = "x-forwarded-uri";
+/// Set on a request let through because the service could not decide and the
+/// operator chose to fail open.
+pub const FAIL_OPEN_HEADER: &str = "x-proxy-auth-fail-open";
 
 /// A call to the service, ready to dispatch.
 #[derive(Debug, PartialEq, Eq)]

@@ -80,6 +80,40 @@ fn client_sent_user_header_spelled_with_underscores_is_removed() {
 }
 
 #[test]
+fn client_sent_fail_open_marker_is_removed_without_an_external_service() {
+    // Regression: only external mode removed it, so a local-mode upstream saw the client's.
+    let s = Setup::new();
+    let got = s.expect_allowed(
+        &get_with(BOB.auth())
+            .header("X-Proxy-Auth-Fail-Open", "1")
+            .header("x_proxy_auth_fail_open", "1"),
+    );
+    for name in ["x-proxy-auth-fail-open", "x_proxy_auth_fail_open"] {
+        assert!(got.header(name).is_none(), "{name} passed through: {got:?}");
+    }
+}
+
+#[test]
+fn proxy_authorization_spelled_with_underscores_never_reaches_the_upstream() {
+    // A CGI-style server reads Proxy_Authorization as the credential the filter removes.
+    let smuggled = ALICE.auth();
+    for keep in [false, true] {
+        let s = Setup::with(
+            &plugin(json!({"keep_proxy_authorization": keep})),
+            ConfigOptions::default(),
+        );
+        let got = s.expect_allowed(&get_with(BOB.auth()).header("Proxy_Authorization", &smuggled));
+        assert!(got.header("proxy_authorization").is_none(), "{got:?}");
+        // It is no credential either: bob's decides, and it is no second field.
+        assert_eq!(got.headers_named(USER_HEADER), [b"bob"]);
+        // Without a real field it does not stand in for one.
+        s.expect_denied(
+            &RawRequest::get("http://upstream.test/").header("Proxy_Authorization", &smuggled),
+        );
+    }
+}
+
+#[test]
 fn utf8_user_name_is_accepted_and_forwarded_as_utf8() {
     let s = Setup::new();
     let got = s.expect_allowed(&get_with(JURGEN.auth()));

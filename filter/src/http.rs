@@ -9,7 +9,7 @@ use proxy_auth_core::auth::{printable, Decision, Denial};
 use proxy_auth_core::cache::Key;
 use proxy_auth_core::config::{Config, External};
 use proxy_auth_core::credentials::Credentials;
-use proxy_auth_core::external::{self, Answer};
+use proxy_auth_core::external::{self, Answer, FAIL_OPEN_HEADER};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, Bytes, MapType};
@@ -17,10 +17,7 @@ use proxy_wasm::types::{Action, Bytes, MapType};
 use crate::metrics::bump;
 use crate::root::Shared;
 
-const PROXY_AUTHORIZATION: &str = "proxy-authorization";
-/// Set on a request let through because the external service could not
-/// decide and the operator chose to fail open.
-pub const FAIL_OPEN_HEADER: &str = "x-proxy-auth-fail-open";
+pub const PROXY_AUTHORIZATION: &str = "proxy-authorization";
 const DENIED_BODY: &[u8] = b"Proxy Authentication Required\n";
 const UNAVAILABLE_BODY: &[u8] = b"Proxy authentication unavailable\n";
 
@@ -313,7 +310,7 @@ impl HttpContext for Filter {
         // those names goes, whether or not it authenticates, and the service
         // is not shown it either.
         headers.retain(|(name, _)| {
-            let ours = shared.is_identity_header(name);
+            let ours = shared.is_client_copy(name);
             if ours {
                 set_header(name, None);
             }

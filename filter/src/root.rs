@@ -9,12 +9,12 @@ use log::{error, info, warn};
 use proxy_auth_core::auth::Authenticator;
 use proxy_auth_core::cache::VerifiedCache;
 use proxy_auth_core::config::{self, Config};
-use proxy_auth_core::external::{self, Answer};
+use proxy_auth_core::external::{self, Answer, FAIL_OPEN_HEADER};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType};
 
-use crate::http::{Filter, FAIL_OPEN_HEADER};
+use crate::http::{Filter, PROXY_AUTHORIZATION};
 use crate::metrics::Metrics;
 
 /// What every stream of this worker shares.
@@ -35,12 +35,14 @@ pub struct Shared {
 impl Shared {
     fn new(config: Config, metrics: Metrics, secret: Option<[u8; 16]>) -> Self {
         let config = Rc::new(config);
+        // The fail-open marker is ours in local mode too: an upstream that
+        // trusts it must never see a client's copy.
         let mut identity_headers: Vec<String> = config.user_header.iter().cloned().collect();
+        identity_headers.push(FAIL_OPEN_HEADER.to_owned());
         let mut external_prefix = String::new();
         let local_size = config.external.as_ref().map_or(0, |e| e.cache.max_entries);
         if let Some(external) = &config.external {
             identity_headers.extend(external.copy_headers.iter().cloned());
-            identity_headers.push(FAIL_OPEN_HEADER.to_owned());
             external_prefix = external::prefix(external);
         }
         Self {
@@ -59,12 +61,16 @@ impl Shared {
         &self.config
     }
 
-    /// Whether a request header is one only the filter may set upstream,
-    /// under any spelling a server could read as it.
-    pub fn is_identity_header(&self, name: &str) -> bool {
+    /// Whether a request header is one a client may not send upstream: one
+    /// only the filter may set, under any spelling a server could read as it,
+    /// or `Proxy_Authorization`, which such a server reads as the credential
+    /// the filter removes (the field itself is read, not stripped, here).
+    pub fn is_client_copy(&self, name: &str) -> bool {
         self.identity_headers
             .iter()
             .any(|ours| config::same_header(name, ours))
+            || (config::same_header(name, PROXY_AUTHORIZATION)
+                && !name.eq_ignore_ascii_case(PROXY_AUTHORIZATION))
     }
 }
 
