@@ -73,3 +73,69 @@ fn demo_proxy_tunnels_connect_for_demo_user() {
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(r.json()["target"], "/inside");
 }
+
+/// The demo with its admin API on a free port of its own (the config's 9901, in the listener
+/// and in the route that keeps proxied requests off it, swapped for that port).
+fn start_demo_with_admin_port() -> (Upstream, Envoy, u16) {
+    let path = paths::repo_root().join("envoy/forward-proxy.yaml");
+    let yaml = std::fs::read_to_string(&path).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let swaps = [
+        ("port_value: 10000", "port_value: 0".to_string()),
+        ("port_value: 9901", format!("port_value: {port}")),
+        ("regex: \".*:0*9901\"", format!("regex: \".*:0*{port}\"")),
+    ];
+    let yaml = swaps.iter().fold(yaml, |y, (from, to)| {
+        assert!(y.contains(from), "{} no longer has {from}", path.display());
+        y.replace(from, to)
+    });
+    let upstream = Upstream::start();
+    let envoy = Envoy::start(&yaml);
+    assert_eq!(envoy.admin().port(), port);
+    (upstream, envoy, port)
+}
+
+#[test]
+fn admin_api_is_not_a_destination_even_for_an_authenticated_user() {
+    let (_upstream, envoy, port) = start_demo_with_admin_port();
+    let proxy = envoy.listener("forward_proxy");
+    // Directly, the admin API answers: the proxy is what must not lead there.
+    assert_eq!(envoy.admin_get("/ready").0, 200);
+    for authority in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        format!("[::1]:{port}"),
+        format!("127.0.0.1:0{port}"),
+    ] {
+        let target = format!("http://{authority}/config_dump");
+        let req = RawRequest::new("GET", &target).header("Host", &authority);
+        // Authentication still comes first.
+        assert_eq!(proxy_auth_e2e::exchange(proxy, &req).status, 407);
+        let r = proxy_auth_e2e::exchange(proxy, &req.clone().proxy_auth(basic("demo", "demo")));
+        // The admin API's answer would be long: say only what it was.
+        let body = r.body_str();
+        assert_eq!(r.status, 403, "{authority}: {} bytes", body.len());
+        assert!(
+            !body.contains("demo:$2y$"),
+            "{authority}: the users reached the client"
+        );
+
+        let mut c = Client::connect(proxy);
+        c.send(
+            &RawRequest::connect(&authority)
+                .proxy_auth(basic("demo", "demo"))
+                .to_bytes(),
+        );
+        assert_eq!(c.response_to("CONNECT").status, 403, "CONNECT {authority}");
+    }
+    let quit = RawRequest::new("POST", &format!("http://127.0.0.1:{port}/quitquitquit"))
+        .header("Host", format!("127.0.0.1:{port}"))
+        .proxy_auth(basic("demo", "demo"));
+    assert_eq!(proxy_auth_e2e::exchange(proxy, &quit).status, 403);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(envoy.admin_get("/ready").0, 200, "Envoy was stopped");
+}
