@@ -177,6 +177,14 @@ impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::NoAnswer => f.write_str("no answer (timeout, reset or connection failure)"),
+            // Envoy answers a dispatched call itself when the service does not:
+            // 504 once the timeout passes, 503 when it cannot connect, the
+            // connection resets or the answer is not HTTP. Either may also be
+            // the service's own.
+            Self::Status(504) => f.write_str("status 504 (a timeout, or the service's own 504)"),
+            Self::Status(503) => {
+                f.write_str("status 503 (no connection, a reset or an answer that is not HTTP, or the service's own 503)")
+            }
             Self::Status(s) => write!(f, "unexpected status {s}"),
         }
     }
