@@ -53,7 +53,7 @@ Try, in another terminal:
   curl -i -x http://127.0.0.1:10000 http://127.0.0.1:8080/              # 407 Proxy Authentication Required
   curl -i -x http://127.0.0.1:10000 -U demo:demo http://127.0.0.1:8080/ # 200, upstream shows x-proxy-user: demo
   curl -i -x http://127.0.0.1:10000 -U demo:demo -p http://127.0.0.1:8080/ # the same through a CONNECT tunnel
-  curl -s http://127.0.0.1:9901/stats | grep proxy_auth                 # allowed / denied counters
+  curl -s http://127.0.0.1:9901/stats | grep wasmcustom.proxy_auth      # allowed / denied counters
 MSG
 if [ "$MODE" = external ]; then
   cat <<'MSG'
