@@ -111,8 +111,8 @@ impl Filter {
         credentials: &Credentials,
         headers: &[(String, Bytes)],
         proxy_authorization: &[u8],
+        now: u64,
     ) -> Action {
-        let now = now_ms();
         let local_key = shared
             .secret
             .map(|secret| external::local_key(&secret, external, proxy_authorization, headers));
@@ -120,7 +120,7 @@ impl Filter {
             let remembered = shared.local_answers.borrow_mut().get(key, now);
             if let Some(answer) = remembered {
                 bump(shared.metrics.external_cache_hit);
-                return self.apply(shared, answer, credentials.user(), true);
+                return self.apply(shared, &answer, credentials.user(), true);
             }
         }
         let call = external::call(external, proxy_authorization, credentials, headers);
@@ -131,16 +131,17 @@ impl Filter {
         );
         if let Ok((Some(bytes), _)) = hostcalls::get_shared_data(&slot) {
             if let Some((answer, expires)) = external::decode(&call.key, &bytes, now) {
+                let answer = Rc::new(answer);
                 if let Some(key) = local_key {
                     shared.local_answers.borrow_mut().insert_until(
                         key,
-                        answer.clone(),
+                        Rc::clone(&answer),
                         expires,
                         now,
                     );
                 }
                 bump(shared.metrics.external_cache_hit);
-                return self.apply(shared, answer, credentials.user(), true);
+                return self.apply(shared, &answer, credentials.user(), true);
             }
         }
         bump(shared.metrics.external_calls);
@@ -167,7 +168,7 @@ impl Filter {
                 );
                 self.apply(
                     shared,
-                    Answer::Failure(external::Failure::NoAnswer),
+                    &Answer::Failure(external::Failure::NoAnswer),
                     credentials.user(),
                     false,
                 )
@@ -176,7 +177,7 @@ impl Filter {
     }
 
     /// Acts on the service's answer, fresh or remembered.
-    fn apply(&self, shared: &Shared, answer: Answer, user: &[u8], cached: bool) -> Action {
+    fn apply(&self, shared: &Shared, answer: &Answer, user: &[u8], cached: bool) -> Action {
         let config = shared.config();
         let Some(external) = &config.external else {
             return self.unavailable("external answer without external configuration");
@@ -191,7 +192,7 @@ impl Filter {
                     self.context_id,
                     printable(user)
                 );
-                self.allow(config, Some(user), &extra)
+                self.allow(config, Some(user), extra)
             }
             Answer::Deny(challenge) => {
                 bump(shared.metrics.denied_external);
@@ -258,8 +259,8 @@ impl Context for Filter {
         // No headers at all (a timeout, a reset) reads as an answer without status.
         let response =
             hostcalls::get_map_bytes(MapType::HttpCallResponseHeaders).unwrap_or_default();
-        let answer = external::answer(external, &response);
-        let ttl_s = match answer {
+        let answer = Rc::new(external::answer(external, &response));
+        let ttl_s = match *answer {
             Answer::Allow(_) => external.cache.allow_ttl_seconds,
             Answer::Deny(_) => external.cache.deny_ttl_seconds,
             Answer::Failure(_) => 0,
@@ -268,10 +269,12 @@ impl Context for Filter {
             let now = now_ms();
             let expires = now.saturating_add(ttl_s.saturating_mul(1000));
             if let Some(key) = pending.local_key {
-                shared
-                    .local_answers
-                    .borrow_mut()
-                    .insert_until(key, answer.clone(), expires, now);
+                shared.local_answers.borrow_mut().insert_until(
+                    key,
+                    Rc::clone(&answer),
+                    expires,
+                    now,
+                );
             }
             if let Some(bytes) = external::encode(&pending.key, &answer, expires) {
                 // Last writer wins: any worker's fresh answer is as good as another's.
@@ -283,7 +286,7 @@ impl Context for Filter {
                 }
             }
         }
-        if let Action::Continue = self.apply(&shared, answer, &pending.user, false) {
+        if let Action::Continue = self.apply(&shared, &answer, &pending.user, false) {
             if let Err(status) = hostcalls::resume_http_request() {
                 warn!(
                     "#{} proxy-auth: cannot resume the request: {status:?}",
@@ -321,7 +324,10 @@ impl HttpContext for Filter {
             .filter(|(name, _)| name.eq_ignore_ascii_case(PROXY_AUTHORIZATION))
             .map(|(_, value)| value.as_slice())
             .collect();
-        let decision = shared.auth.borrow_mut().decide(&fields, now_ms());
+        // One clock read per request: each host call costs about as much as a
+        // step of the decision itself.
+        let now = now_ms();
+        let decision = shared.auth.borrow_mut().decide(&fields, now);
         match decision {
             Decision::Allow { user, cached } => {
                 bump(shared.metrics.allowed);
@@ -342,7 +348,7 @@ impl HttpContext for Filter {
             Decision::AskExternal(credentials) => match &shared.config().external {
                 Some(external) => {
                     let value = fields.first().copied().unwrap_or_default();
-                    self.ask(&shared, external, &credentials, &headers, value)
+                    self.ask(&shared, external, &credentials, &headers, value, now)
                 }
                 None => self.unavailable("no external service configured"),
             },

@@ -28,7 +28,8 @@ pub struct Shared {
     pub secret: Option<[u8; 16]>,
     /// This worker's memory of the service's answers, in front of the shared
     /// one: a repeated request finds its answer without building the call.
-    pub local_answers: RefCell<VerifiedCache<u128, Answer>>,
+    /// Shared, not copied, by a hit: an answer holds the headers to copy.
+    pub local_answers: RefCell<VerifiedCache<u128, Rc<Answer>>>,
     identity_headers: Vec<String>,
 }
 
