@@ -132,7 +132,7 @@ fn admin_api_is_not_a_destination_even_for_an_authenticated_user() {
         );
         assert_eq!(c.response_to("CONNECT").status, 403, "CONNECT {authority}");
     }
-    let quit = RawRequest::new("POST", &format!("http://127.0.0.1:{port}/quitquitquit"))
+    let quit = RawRequest::new("POST", format!("http://127.0.0.1:{port}/quitquitquit"))
         .header("Host", format!("127.0.0.1:{port}"))
         .proxy_auth(basic("demo", "demo"));
     assert_eq!(proxy_auth_e2e::exchange(proxy, &quit).status, 403);
