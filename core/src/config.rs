@@ -111,6 +111,17 @@ pub enum Attribute {
     Path,
 }
 
+impl Attribute {
+    /// The name the configuration writes it with.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Method => "method",
+            Self::Host => "host",
+            Self::Path => "path",
+        }
+    }
+}
+
 fn default_attributes() -> Vec<Attribute> {
     vec![Attribute::Method, Attribute::Host, Attribute::Path]
 }
@@ -360,16 +371,14 @@ fn external(raw: RawExternal) -> Result<External, ConfigError> {
             format!("at most {MAX_CACHE_ENTRIES}"),
         ));
     }
-    let forward_headers = raw
-        .forward_headers
-        .iter()
-        .map(|h| header_name("external.forward_headers", h))
-        .collect::<Result<_, _>>()?;
-    let copy_headers = raw
-        .copy_headers
-        .iter()
-        .map(|h| header_name("external.copy_headers", h))
-        .collect::<Result<_, _>>()?;
+    let forward_headers = header_list("external.forward_headers", &raw.forward_headers)?;
+    let copy_headers = header_list("external.copy_headers", &raw.copy_headers)?;
+    if let Some(twice) = first_repeat(&raw.attributes) {
+        return Err(invalid(
+            "external.attributes",
+            format!("\"{}\" is listed twice", twice.name()),
+        ));
+    }
     Ok(External {
         cluster: raw.cluster,
         authority,
@@ -402,6 +411,31 @@ const RESERVED_HEADERS: &[&str] = &[
     external::FORWARDED_URI,
     external::FAIL_OPEN_HEADER,
 ];
+
+/// Header names of a list, each checked and lowercased; one listed twice, in
+/// any spelling, is most likely a typo for another and is refused.
+fn header_list(field: &str, names: &[String]) -> Result<Vec<String>, ConfigError> {
+    let lower = names
+        .iter()
+        .map(|name| header_name(field, name))
+        .collect::<Result<Vec<_>, _>>()?;
+    match lower
+        .iter()
+        .enumerate()
+        .find(|(i, name)| lower[..*i].iter().any(|earlier| same_header(name, earlier)))
+    {
+        Some((i, _)) => Err(invalid(field, format!("`{}` is listed twice", names[i]))),
+        None => Ok(lower),
+    }
+}
+
+fn first_repeat<T: PartialEq>(items: &[T]) -> Option<&T> {
+    items
+        .iter()
+        .enumerate()
+        .find(|(i, item)| items[..*i].contains(item))
+        .map(|(_, item)| item)
+}
 
 /// A header name as RFC 9110 section 5.1 allows (a token), lowercased as
 /// Envoy keeps them.
@@ -602,6 +636,18 @@ mod tests {
             (
                 r#"{"external": {"cluster": "a", "copy_headers": ["host"]}}"#,
                 "external.copy_headers",
+            ),
+            (
+                r#"{"external": {"cluster": "a", "forward_headers": ["x-a", "X_A"]}}"#,
+                "field `external.forward_headers`: `X_A` is listed twice",
+            ),
+            (
+                r#"{"external": {"cluster": "a", "copy_headers": ["x-b", "x-c", "x-b"]}}"#,
+                "field `external.copy_headers`: `x-b` is listed twice",
+            ),
+            (
+                r#"{"external": {"cluster": "a", "attributes": ["host", "path", "host"]}}"#,
+                "field `external.attributes`: \"host\" is listed twice",
             ),
             // The filter's own attribute headers, under any spelling a server reads.
             (
