@@ -20,7 +20,8 @@ const MAX_REALM_LEN: usize = 256;
 const MAX_CACHE_ENTRIES: usize = 1_000_000;
 
 /// The costliest hash accepted, in `PasswordHash::cost` units (about native
-/// nanoseconds): bcrypt cost 14 or SHA-512-crypt at about 4.5 million rounds.
+/// nanoseconds for the longest password): bcrypt cost 14, SHA-512-crypt at about
+/// 1.8 million rounds, SHA-256-crypt at about 4.1 million.
 /// A check blocks the worker, and in the wasm VM it takes several times longer;
 /// past this, every cache miss or wrong password stalls a worker for seconds.
 const MAX_HASH_COST: u64 = 1_500_000_000;
@@ -330,7 +331,7 @@ fn user_db(field: &str, text: &str) -> Result<UserDb, ConfigError> {
             field,
             format!(
                 "line {}: the {} hash of user {:?} is too costly to check on a worker \
-                 (at most bcrypt cost 14 or about 4.5 million SHA-crypt rounds)",
+                 (at most bcrypt cost 14, or about 1.8 million $6$ or 4.1 million $5$ rounds)",
                 entry.line,
                 entry.hash.scheme(),
                 entry.user
@@ -711,6 +712,12 @@ mod tests {
             msg.contains("line 1") && msg.contains("too costly"),
             "{msg}"
         );
+        // Priced at the longest password a client may send (255 bytes): 2 million rounds
+        // of SHA-512 are too many, 1.5 million are not. Made as the one above.
+        let rounds = "$6$rounds=2000000$salt$akok49RPUrevVU06r78/OBlu/4BchBGJteXvyMRD9AW4Opk/TwYLuo1U7ODZkwpRyJ1LnUMEZrkCYXfB1xKOR0";
+        assert!(refusal(&format!(r#"{{"users": "s:{rounds}"}}"#)).contains("too costly"));
+        let rounds = "$6$rounds=1500000$salt$w/YWVc7JuxfLcjh36z5.aMbizPH2FwT4vNFmIJ4.N1R3XpJ4jVlvqUn8Leef1eWodxJg4/NZRIP6kd.BsOVcy.";
+        assert!(parse(&format!(r#"{{"users": "s:{rounds}"}}"#)).is_ok());
     }
 
     #[test]

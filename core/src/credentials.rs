@@ -13,6 +13,17 @@ use base64::engine::{DecodePaddingMode, GeneralPurpose};
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
+use crate::hash::MAX_PASSWORD_LEN;
+
+/// Longest user name, in bytes, that a credential or the htpasswd text may hold.
+pub const MAX_USER_LEN: usize = 255;
+
+/// Longest token accepted: the standard base64 of the longest user name, the colon and
+/// the longest password. A longer one could match no user, so it is refused before it
+/// is decoded, hashed, or sent to an external service (which might fail on its size,
+/// and an outage must not be something a client can cause with one request).
+const MAX_TOKEN_LEN: usize = (MAX_USER_LEN + 1 + MAX_PASSWORD_LEN).div_ceil(3) * 4;
+
 /// Standard alphabet, padding optional, non-canonical trailing bits refused.
 const TOKEN_ENGINE: GeneralPurpose = GeneralPurpose::new(
     &alphabet::STANDARD,
@@ -35,6 +46,8 @@ pub enum CredentialError {
     ControlCharacter,
     /// The user name starts or ends with a space.
     SpaceAroundUser,
+    /// The token is longer than any user name and password the filter accepts.
+    TooLong,
 }
 
 impl fmt::Display for CredentialError {
@@ -46,6 +59,7 @@ impl fmt::Display for CredentialError {
             Self::NoColon => "decoded token has no colon",
             Self::ControlCharacter => "user or password holds a control character",
             Self::SpaceAroundUser => "user name starts or ends with a space",
+            Self::TooLong => "token longer than any accepted user name and password",
         })
     }
 }
@@ -93,6 +107,9 @@ pub fn parse(value: &[u8]) -> Result<Credentials, CredentialError> {
     let token = &rest[token_start..];
     if token.is_empty() {
         return Err(CredentialError::NoToken);
+    }
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(CredentialError::TooLong);
     }
     // RFC 7617 section 2: the token is base64 of user-id ":" password. Padding
     // may be left out, but padding that is there must be whole (RFC 4648 section 4).
@@ -163,6 +180,17 @@ mod tests {
     }
 
     #[test]
+    fn longest_user_and_password_are_accepted() {
+        let user = "u".repeat(MAX_USER_LEN);
+        let password = "p".repeat(MAX_PASSWORD_LEN);
+        let value = format!("Basic {}", b64(format!("{user}:{password}").as_bytes()));
+        assert_eq!(
+            ok(value.as_bytes()),
+            (user.into_bytes(), password.into_bytes())
+        );
+    }
+
+    #[test]
     fn utf8_and_latin1_octets_are_kept_as_sent() {
         let utf8 = "jürgen:pässword".as_bytes();
         let latin1: &[u8] = b"j\xfcrgen:p\xe4ssword";
@@ -204,6 +232,8 @@ mod tests {
             (b"Basic IGFkbWluOnB3", CredentialError::SpaceAroundUser),
             (b"Basic IDpwdw==", CredentialError::SpaceAroundUser),
         ];
+        let too_long = format!("Basic {}", "QUFB".repeat(MAX_TOKEN_LEN / 4 + 1));
+        assert_eq!(parse(too_long.as_bytes()), Err(CredentialError::TooLong));
         for (value, want) in table {
             assert_eq!(
                 parse(value),

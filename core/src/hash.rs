@@ -12,12 +12,11 @@ use subtle::ConstantTimeEq;
 
 /// Longest password, in bytes, that `verify` will hash; a longer one never matches.
 ///
-/// SHA-crypt hashes the password once per byte of it (Drepper's spec, step 14), so its
-/// cost grows with the square of the length, and SHA-crypt and apr1 hash the whole
-/// password in each of their rounds: without a bound a client could make one request cost
-/// seconds. Passwords people and password managers use are far shorter (`htpasswd` itself
-/// refuses more than 256 bytes).
-pub const MAX_PASSWORD_LEN: usize = 1024;
+/// SHA-crypt and apr1 hash the whole password in each of their rounds, so one check
+/// costs more the longer the password (a 255-byte one about four times an 8-byte one):
+/// without a bound a client could make one request cost seconds. `htpasswd` itself takes
+/// at most 255 bytes, and [`PasswordHash::cost`] prices a check at this length.
+pub const MAX_PASSWORD_LEN: usize = 255;
 
 /// Why a hash field was refused. It says what is wrong and never holds the hash itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -215,7 +214,7 @@ impl PasswordHash {
     }
 
     /// A rough relative cost of one verify: about the nanoseconds it takes natively
-    /// (release build, x86-64, a short password). It ranks hashes, it does not predict
+    /// (release build, x86-64) for the longest password a client may send. It ranks hashes, it does not predict
     /// time in the wasm VM. Used to pick, among the configured users, the hash an unknown
     /// user is verified against, so that an unknown user costs about what a wrong
     /// password costs.
@@ -249,14 +248,14 @@ impl PasswordHash {
     }
 }
 
-// Measured once by timing `verify` on vectors from htpasswd (release build, x86-64):
-// bcrypt cost 5 took 2.9 ms and cost 10 85 ms, so about 90 us per round of its 2^cost;
-// SHA-256-crypt 0.64 ms for 5000 rounds, SHA-512-crypt 1.6 ms for 5000; apr1 0.15 ms;
-// {SHA} 0.1 us.
-const BCRYPT_ROUND_NS: u64 = 90_000;
-const SHA256_CRYPT_ROUND_NS: u64 = 130;
-const SHA512_CRYPT_ROUND_NS: u64 = 320;
-const APR1_NS: u64 = 150_000;
+// Measured once natively (release build, x86-64 EPYC) with a password of
+// MAX_PASSWORD_LEN bytes, the costliest a client can send: bcrypt 52 us per round of
+// its 2^cost (it reads 72 bytes at most); SHA-256-crypt 363 ns and SHA-512-crypt 821 ns
+// per round (83 and 240 with 8 bytes); apr1 0.8 ms (0.12 with 8 bytes); {SHA} 0.1 us.
+const BCRYPT_ROUND_NS: u64 = 52_000;
+const SHA256_CRYPT_ROUND_NS: u64 = 363;
+const SHA512_CRYPT_ROUND_NS: u64 = 821;
+const APR1_NS: u64 = 800_000;
 const DIGEST_NS: u64 = 100;
 
 /// `$2a$`, `$2b$` or `$2y$`, two digits of cost, `$`, 22 characters of salt and 31 of
@@ -626,13 +625,13 @@ mod tests {
     fn passwords_up_to_the_limit_verify_and_longer_ones_never_match() {
         let at_limit = "a".repeat(MAX_PASSWORD_LEN);
         let over_limit = "a".repeat(MAX_PASSWORD_LEN + 1);
-        // Python hashlib/base64: `base64.b64encode(hashlib.sha1(b"a" * N).digest())`, and
-        // passlib 1.7.4 `apr_md5_crypt.using(salt="abcdefgh").hash("a" * 1024)`,
-        // `sha256_crypt.using(salt="abcdefgh", rounds=1000).hash("a" * 1024)`.
+        // Python hashlib/base64: `base64.b64encode(hashlib.sha1(b"a" * N).digest())`,
+        // `openssl passwd -apr1 -salt abcdefgh` of 255 a's, and Python 3.11 (glibc)
+        // `crypt.crypt("a" * 255, "$5$rounds=1000$abcdefgh$")`.
         let at = [
-            "{SHA}jspVRjHfnq0UUQ4acK5Ixw+bk4Q=",
-            "$apr1$abcdefgh$m0J/GzGCPqAC0UfecGmbc1",
-            "$5$rounds=1000$abcdefgh$QijFRLEfnd/xYde8Bh2cMWKgWUZlj/M2bWUlNVROXTA",
+            "{SHA}Wv2XKZKK2Ubu5WEENOZrX5Wsy68=",
+            "$apr1$abcdefgh$PzAEwb7Qc6XTagg8Qt7b/1",
+            "$5$rounds=1000$abcdefgh$jVXLUiZyhV0zzDomu/w2aCiM0M0WbH5v1udVVxo5smD",
         ];
         for field in at {
             assert!(
@@ -642,7 +641,7 @@ mod tests {
                 "{field}"
             );
         }
-        let over = PasswordHash::parse("{SHA}EAneLvYYO9bYwI8e2N9IR+cfess=").unwrap();
+        let over = PasswordHash::parse("{SHA}nHhRKtFQyLXYkYOVrQ5RaTl9K2I=").unwrap();
         assert!(!over.verify(over_limit.as_bytes()));
 
         let plain = PasswordHash::parse(&format!("{{PLAIN}}{at_limit}")).unwrap();
@@ -823,10 +822,11 @@ mod tests {
             "{PLAIN}correct horse",
             "$5$rounds=1000$wD9hzJcJImerZxSN$j2AMxud.E5OXrR2AGahkC84XQ0Wakufo.QiwIBQCoB2",
             "$apr1$ustrVdDm$F6aNk0vm3QS.cqZqxsdiZ.",
-            "$5$nzW27z/5GESl0eWl$3tUItFEw2hexNA4woiTkC1evuRfCM.fBybbgorlmvBB",
             "$2y$04$AQdKwLUNEv5ps.VIYaQ14ucklGZsZ3VQYpmW6.wvqX/KRRyObQPOK",
-            "$6$/9vKzUInccIT/m1Z$Qd8.I6uSU3fcBEg/HL.8Ch2VEnfncABWQY24H6CDtorBXnsNoCiZKzCunvEPYE/ReMFpsGHWKh.m0g/S1SnOy.",
             "$2b$05$U6mflhfG2PYcDXOsXHh5TO1IYwMmyZMdbnC1Rrwn/2uG/GVamy5oK",
+            // 5000 rounds of SHA-256 over a 255-byte password outweigh bcrypt cost 5.
+            "$5$nzW27z/5GESl0eWl$3tUItFEw2hexNA4woiTkC1evuRfCM.fBybbgorlmvBB",
+            "$6$/9vKzUInccIT/m1Z$Qd8.I6uSU3fcBEg/HL.8Ch2VEnfncABWQY24H6CDtorBXnsNoCiZKzCunvEPYE/ReMFpsGHWKh.m0g/S1SnOy.",
             "$2b$10$9rykMkZqIRODFeHqNXwBye6g5wb1on4uqsBW3N3ELOEch84jR8XOO",
         ];
         for pair in ranked.windows(2) {

@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use crate::credentials::MAX_USER_LEN;
 use crate::hash::{HashError, PasswordHash};
 
 /// One user of the htpasswd text.
@@ -35,6 +36,8 @@ pub enum HtpasswdError {
     ControlCharInUser { line: usize },
     /// The user name ends with a space, which no request could match.
     SpaceAfterUser { line: usize },
+    /// The user name is longer than any credential may carry.
+    UserTooLong { line: usize },
     /// The user was already defined on `first_line`.
     DuplicateUser {
         line: usize,
@@ -59,6 +62,7 @@ impl HtpasswdError {
             | Self::EmptyUser { line }
             | Self::ControlCharInUser { line }
             | Self::SpaceAfterUser { line }
+            | Self::UserTooLong { line }
             | Self::DuplicateUser { line, .. }
             | Self::BadHash { line, .. } => Some(*line),
             Self::NoUsers => None,
@@ -79,6 +83,11 @@ impl fmt::Display for HtpasswdError {
             Self::SpaceAfterUser { line } => write!(
                 f,
                 "line {line}: the user name ends with a space before `:`; remove it"
+            ),
+            Self::UserTooLong { line } => write!(
+                f,
+                "line {line}: the user name is longer than {MAX_USER_LEN} bytes, the most a \
+                 credential may carry"
             ),
             Self::DuplicateUser {
                 line,
@@ -130,6 +139,9 @@ pub fn parse(text: &str) -> Result<Vec<Entry>, HtpasswdError> {
         // it), so such a user could never log in: a typo to report, not to keep.
         if user.ends_with(' ') {
             return Err(HtpasswdError::SpaceAfterUser { line });
+        }
+        if user.len() > MAX_USER_LEN {
+            return Err(HtpasswdError::UserTooLong { line });
         }
         if let Some(&first_line) = seen.get(user) {
             return Err(HtpasswdError::DuplicateUser {
@@ -265,6 +277,10 @@ dave:$5$rounds=1000$5JXyCFhxbWB5A5L1$33nPJkgEmRzBCE4.dpJvNzvoegu5P8t0fN06EhwzGa2
                 SpaceAfterUser { line: 2 },
             ),
             ("  lead  :{PLAIN}a".into(), SpaceAfterUser { line: 1 }),
+            (
+                format!("ok:{{PLAIN}}a\n{}:{{PLAIN}}a", "u".repeat(MAX_USER_LEN + 1)),
+                UserTooLong { line: 2 },
+            ),
             (
                 "alice:{PLAIN}a\nbob:{PLAIN}b\r\n\r\nalice:{PLAIN}c".into(),
                 DuplicateUser {
