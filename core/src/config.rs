@@ -282,6 +282,16 @@ impl Config {
             }
             (Some(text), None) => Some(user_db("users", &text)?),
             (None, Some(var)) => {
+                // The htpasswd text itself, put here by mistake, must not be echoed.
+                let is_name = var.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                    && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                if !is_name {
+                    return Err(invalid(
+                        "users_env",
+                        "must be the name of an environment variable (letters, digits and `_`), \
+                         not the htpasswd text: give that in `users`",
+                    ));
+                }
                 let text = env(&var).ok_or_else(|| {
                     invalid(
                         "users_env",
@@ -303,6 +313,25 @@ impl Config {
             .user_header
             .map(|name| header_name("user_header", &name))
             .transpose()?;
+        if let Some(external) = &external {
+            // The filter removes a client's copy of every header it sets itself, so
+            // one of those in forward_headers would silently never be forwarded.
+            let ours = |name: &str| {
+                user_header
+                    .iter()
+                    .chain(&external.copy_headers)
+                    .any(|o| same_header(name, o))
+            };
+            if let Some(name) = external.forward_headers.iter().find(|name| ours(name)) {
+                return Err(invalid(
+                    "external.forward_headers",
+                    format!(
+                        "`{name}` is also set by the filter (user_header or copy_headers), so \
+                         a client's copy is removed and never forwarded"
+                    ),
+                ));
+            }
+        }
         if raw.cache.max_entries > MAX_CACHE_ENTRIES {
             return Err(invalid(
                 "cache.max_entries",
@@ -342,7 +371,7 @@ fn user_db(field: &str, text: &str) -> Result<UserDb, ConfigError> {
 }
 
 fn external(raw: RawExternal) -> Result<External, ConfigError> {
-    if raw.cluster.is_empty() {
+    if raw.cluster.is_empty() || raw.cluster.bytes().any(|b| b.is_ascii_control()) {
         return Err(invalid("external.cluster", "must name an Envoy cluster"));
     }
     let authority = raw.authority.unwrap_or_else(|| raw.cluster.clone());
@@ -458,16 +487,21 @@ fn header_name(field: &str, name: &str) -> Result<String, ConfigError> {
     Ok(lower)
 }
 
-/// Whether a request header named `sent` stands for the header `ours` (a
-/// lowercase name): in any case, and with `_` written for `-`, since CGI-style
-/// servers (WSGI, Rack, PHP) read `X_Proxy_User` and `x-proxy-user` as the same
-/// variable. A client must not slip an identity header past the filter either way.
+/// Whether two header names are the same header to some server: in any case,
+/// and with `_` and `-` taken for each other, since CGI-style servers (WSGI,
+/// Rack, PHP) read `X_Proxy_User` and `x-proxy-user` as the same variable. A
+/// client must not slip an identity header past the filter either way, whichever
+/// spelling the configuration used.
 pub fn same_header(sent: &str, ours: &str) -> bool {
+    let fold = |b: u8| match b {
+        b'_' => b'-',
+        _ => b.to_ascii_lowercase(),
+    };
     sent.len() == ours.len()
         && sent
             .bytes()
             .zip(ours.bytes())
-            .all(|(s, o)| s.to_ascii_lowercase() == o || (s == b'_' && o == b'-'))
+            .all(|(s, o)| fold(s) == fold(o))
 }
 
 /// Deserialises, naming the field where a value does not fit: serde's own
@@ -650,6 +684,26 @@ mod tests {
                 r#"{"external": {"cluster": "a", "attributes": ["host", "path", "host"]}}"#,
                 "field `external.attributes`: \"host\" is listed twice",
             ),
+            (
+                r#"{"external": {"cluster": "a", "copy_headers": ["x_a", "x-a"]}}"#,
+                "field `external.copy_headers`: `x-a` is listed twice",
+            ),
+            (
+                r#"{"external": {"cluster": "a", "forward_headers": ["x-auth-user"], "copy_headers": ["X_Auth_User"]}}"#,
+                "field `external.forward_headers`: `x-auth-user` is also set by the filter",
+            ),
+            (
+                r#"{"user_header": "x-user", "external": {"cluster": "a", "forward_headers": ["x_user"]}}"#,
+                "field `external.forward_headers`: `x_user` is also set by the filter",
+            ),
+            (
+                r#"{"external": {"cluster": "a\nb", "authority": "auth"}}"#,
+                "field `external.cluster`",
+            ),
+            (
+                r#"{"users_env": "alice:$2y$04$eN7fwggEErS2U2I2.zZGdevZnme9DZHuWKUvty9vDQNCxnX/WJzPy"}"#,
+                "field `users_env`: must be the name of an environment variable",
+            ),
             // The filter's own attribute headers, under any spelling a server reads.
             (
                 r#"{"external": {"cluster": "a", "forward_headers": ["X-Forwarded-Host"]}}"#,
@@ -802,7 +856,9 @@ mod tests {
         ] {
             assert!(!same_header(sent, "x-proxy-user"), "{sent}");
         }
-        // Only `_` stands for `-`, not the other way round.
-        assert!(!same_header("x-auth-user", "x_auth_user"));
+        // Regression: with `user_header: "x_user"` configured, a client's `x-user`
+        // once passed, and a CGI-style upstream read it as the identity.
+        assert!(same_header("x-auth-user", "x_auth_user"));
+        assert!(same_header("X-User", "x_user"));
     }
 }
