@@ -53,7 +53,7 @@ impl<K: Copy + Eq + Hash, V: Clone> VerifiedCache<K, V> {
         self.evict(now_ms);
         let expires = now_ms.saturating_add(self.ttl_ms);
         self.entries.insert(key, (value, expires));
-        self.order.push_back((key, expires));
+        self.push_order(key, expires);
     }
 
     /// Remembers `value` until `expires_ms`, for entries whose lifetime was
@@ -64,7 +64,21 @@ impl<K: Copy + Eq + Hash, V: Clone> VerifiedCache<K, V> {
         }
         self.evict(now_ms);
         self.entries.insert(key, (value, expires_ms));
-        self.order.push_back((key, expires_ms));
+        self.push_order(key, expires_ms);
+    }
+
+    /// Queues a new entry. With lifetimes set elsewhere (`insert_until`) the queue
+    /// is not in expiry order: `evict` stops at a long-lived entry in front while
+    /// stale items pile up behind it (those `get` dropped from the map, or replaced).
+    /// So once the queue holds twice the bound, it keeps only its live items, which
+    /// the bound on the map limits: memory stays bounded, at amortised O(1).
+    fn push_order(&mut self, key: K, expires: u64) {
+        self.order.push_back((key, expires));
+        if self.order.len() > 2 * self.max_entries.max(1) {
+            let entries = &self.entries;
+            self.order
+                .retain(|(k, e)| entries.get(k).map(|(_, live)| *live) == Some(*e));
+        }
     }
 
     /// Drops expired entries, then the oldest until one more fits.
@@ -110,6 +124,28 @@ mod tests {
         assert_eq!(cache.get(&key(1), 5_999), Some("alice"));
         assert_eq!(cache.get(&key(1), 6_000), None);
         assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn queue_stays_bounded_behind_a_long_lived_entry() {
+        // Regression: answers of the external service live for their own time (allow
+        // 60 s, deny 5 s). One long-lived answer in front, then short ones read after
+        // they expired: the queue once grew by one item for each of them.
+        let mut cache = cache::<u32>(0, 10);
+        cache.insert_until(key(0), 0, 3_600_000, 0);
+        for n in 1..100_000u32 {
+            let now = u64::from(n) * 10;
+            let k = {
+                let mut k = [0u8; 32];
+                k[..4].copy_from_slice(&n.to_le_bytes());
+                k[31] = 1;
+                k
+            };
+            cache.insert_until(k, n, now + 5, now);
+            assert_eq!(cache.get(&k, now + 5), None);
+        }
+        assert!(cache.order.len() <= 21, "queue of {}", cache.order.len());
+        assert_eq!(cache.get(&key(0), 1_000_000), Some(0));
     }
 
     #[test]
