@@ -13,7 +13,7 @@ use siphasher::sip128::{Hasher128, SipHasher13};
 use std::hash::Hasher;
 
 use crate::cache::Key;
-use crate::config::{Attribute, External};
+use crate::config::{Attribute, External, ExternalCacheConfig};
 use crate::credentials::Credentials;
 
 /// Header names the service receives besides Proxy-Authorization, after the
@@ -72,8 +72,9 @@ pub fn call(
         }
     }
     for name in &external.forward_headers {
-        // Each listed header once, by its first value; absent ones are not sent.
-        if let Some((_, value)) = request.iter().find(|(n, _)| n == name) {
+        // Every value, in order: the upstream receives them all, so the service
+        // judges them all. Absent headers are not sent.
+        for (_, value) in request.iter().filter(|(n, _)| n == name) {
             attribute(name, value);
         }
     }
@@ -117,13 +118,11 @@ pub fn local_key(
     }
     for name in &external.forward_headers {
         put(name.as_bytes());
-        match get(name) {
-            Some(value) => {
-                put(b"1");
-                put(value);
-            }
-            None => put(b"0"),
+        for (_, value) in request.iter().filter(|(n, _)| n == name) {
+            put(b"1");
+            put(value);
         }
+        put(b"0");
     }
     hasher.finish128().as_u128()
 }
@@ -232,14 +231,26 @@ pub fn slot(prefix: &str, key: &Key, max_entries: usize) -> String {
     format!("{prefix}{slot}")
 }
 
-/// A prefix that changes whenever what the service is asked, or where, does.
+/// A prefix that changes whenever what the service is asked, or where, or what
+/// is kept of its answer, or for how long, does: shared data outlives a change of
+/// configuration, and an answer remembered under the old one must not be read.
 pub fn prefix(external: &External) -> String {
     let mut digest = Sha256::new();
     for part in [&external.cluster, &external.authority, &external.path] {
         frame(&mut digest, part.as_bytes());
     }
-    for name in &external.forward_headers {
-        frame(&mut digest, name.as_bytes());
+    for attribute in &external.attributes {
+        frame(&mut digest, attribute.name().as_bytes());
+    }
+    for list in [&external.forward_headers, &external.copy_headers] {
+        frame(&mut digest, b"list");
+        for name in list {
+            frame(&mut digest, name.as_bytes());
+        }
+    }
+    let cache = &external.cache;
+    for ttl in [cache.allow_ttl_seconds, cache.deny_ttl_seconds] {
+        frame(&mut digest, &ttl.to_le_bytes());
     }
     let digest = digest.finalize();
     let hex: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
@@ -283,7 +294,15 @@ fn put(out: &mut Vec<u8>, bytes: &[u8]) -> Option<()> {
 
 /// The answer stored for `key` and until when it holds, if the value is for
 /// this key and still fresh.
-pub fn decode(key: &Key, bytes: &[u8], now_ms: u64) -> Option<(Answer, u64)> {
+///
+/// An entry that expires later than its kind's lifetime from now is refused: the
+/// clock went back, or it was written under another configuration.
+pub fn decode(
+    key: &Key,
+    bytes: &[u8],
+    now_ms: u64,
+    cache: &ExternalCacheConfig,
+) -> Option<(Answer, u64)> {
     let (&format, rest) = bytes.split_first()?;
     if format != FORMAT || rest.len() < 32 + 8 + 1 || &rest[..32] != key {
         return None;
@@ -295,6 +314,14 @@ pub fn decode(key: &Key, bytes: &[u8], now_ms: u64) -> Option<(Answer, u64)> {
         return None;
     }
     let (kind, mut rest) = (rest[40], &rest[41..]);
+    let ttl_s = match kind {
+        ALLOW => cache.allow_ttl_seconds,
+        DENY => cache.deny_ttl_seconds,
+        _ => return None,
+    };
+    if expires > now_ms.saturating_add(ttl_s.saturating_mul(1000)) {
+        return None;
+    }
     let mut fields = Vec::new();
     while !rest.is_empty() {
         let (field, tail) = take(rest)?;
@@ -399,6 +426,34 @@ mod tests {
         assert_ne!(base, call(&ext, PA, &creds, &r).key);
         r[1].1 = b"example.org".to_vec();
         assert_ne!(base, call(&ext, PA, &creds, &r).key);
+    }
+
+    #[test]
+    fn every_value_of_a_forwarded_header_is_sent_and_keyed() {
+        // Regression: only the first was, while the upstream received them all, so a
+        // client could add a value the service never judged.
+        let ext = external(r#", "forward_headers": ["x-tenant"]"#);
+        let creds = credentials::parse(PA).unwrap();
+        let mut one = request(b"/a");
+        one.push(("x-tenant".into(), b"ok".to_vec()));
+        let mut two = one.clone();
+        two.push(("x-tenant".into(), b"secret".to_vec()));
+        let sent: Vec<String> = call(&ext, PA, &creds, &two)
+            .headers
+            .into_iter()
+            .filter(|(n, _)| n == "x-tenant")
+            .map(|(_, v)| v)
+            .collect();
+        assert_eq!(sent, ["ok", "secret"]);
+        assert_ne!(
+            call(&ext, PA, &creds, &one).key,
+            call(&ext, PA, &creds, &two).key
+        );
+        let secret = [9u8; 16];
+        assert_ne!(
+            local_key(&secret, &ext, PA, &one),
+            local_key(&secret, &ext, PA, &two)
+        );
     }
 
     #[test]
@@ -533,12 +588,17 @@ mod tests {
             Answer::Deny(None),
             Answer::Deny(Some("Basic realm=\"dir\"".into())),
         ];
+        let ttl = ExternalCacheConfig {
+            allow_ttl_seconds: 1,
+            deny_ttl_seconds: 1,
+            max_entries: 10,
+        };
         for a in answers {
             let bytes = encode(&key, &a, 1_000).unwrap();
-            assert_eq!(decode(&key, &bytes, 999), Some((a.clone(), 1_000)));
-            assert_eq!(decode(&key, &bytes, 1_000), None);
+            assert_eq!(decode(&key, &bytes, 999, &ttl), Some((a.clone(), 1_000)));
+            assert_eq!(decode(&key, &bytes, 1_000, &ttl), None);
             assert_eq!(
-                decode(&[8u8; 32], &bytes, 0),
+                decode(&[8u8; 32], &bytes, 0, &ttl),
                 None,
                 "another key's value was used"
             );
@@ -551,10 +611,30 @@ mod tests {
         let key = [7u8; 32];
         let good = encode(&key, &Answer::Allow(vec![("a".into(), b"b".to_vec())]), 9).unwrap();
         for cut in 0..good.len() {
-            let _ = decode(&key, &good[..cut], 0);
+            let _ = decode(&key, &good[..cut], 0, &ExternalCacheConfig::default());
         }
-        assert_eq!(decode(&key, &[], 0), None);
-        assert_eq!(decode(&key, &[2, 0, 0], 0), None);
+        assert_eq!(decode(&key, &[], 0, &ExternalCacheConfig::default()), None);
+        assert_eq!(
+            decode(&key, &[2, 0, 0], 0, &ExternalCacheConfig::default()),
+            None
+        );
+    }
+
+    #[test]
+    fn an_answer_expiring_later_than_its_lifetime_allows_is_not_trusted() {
+        // The clock went back, or the entry was written under a longer lifetime.
+        let key = [7u8; 32];
+        let ttl = ExternalCacheConfig {
+            allow_ttl_seconds: 60,
+            deny_ttl_seconds: 5,
+            max_entries: 10,
+        };
+        let allow = encode(&key, &Answer::Allow(vec![]), 100_000).unwrap();
+        assert!(decode(&key, &allow, 40_000, &ttl).is_some());
+        assert_eq!(decode(&key, &allow, 39_999, &ttl), None);
+        let deny = encode(&key, &Answer::Deny(None), 100_000).unwrap();
+        assert!(decode(&key, &deny, 95_000, &ttl).is_some());
+        assert_eq!(decode(&key, &deny, 94_999, &ttl), None);
     }
 
     #[test]
@@ -564,9 +644,24 @@ mod tests {
             let index: u64 = s.trim_start_matches("p.").parse().unwrap();
             assert!(index < 10);
         }
+        // Everything that decides what is asked, or kept, or for how long.
+        for changed in [
+            r#", "authority": "x""#,
+            r#", "attributes": ["host"]"#,
+            r#", "forward_headers": ["x-a"]"#,
+            r#", "copy_headers": ["x-a"]"#,
+            r#", "cache": {"allow_ttl_seconds": 0}"#,
+            r#", "cache": {"deny_ttl_seconds": 6}"#,
+        ] {
+            assert_ne!(
+                prefix(&external("")),
+                prefix(&external(changed)),
+                "{changed}"
+            );
+        }
         assert_ne!(
-            prefix(&external("")),
-            prefix(&external(r#", "authority": "x""#))
+            prefix(&external(r#", "forward_headers": ["x-a"]"#)),
+            prefix(&external(r#", "copy_headers": ["x-a"]"#))
         );
         assert_eq!(prefix(&external("")), prefix(&external("")));
     }

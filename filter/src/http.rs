@@ -129,8 +129,18 @@ impl Filter {
             &call.key,
             external.cache.max_entries,
         );
-        if let Ok((Some(bytes), _)) = hostcalls::get_shared_data(&slot) {
-            if let Some((answer, expires)) = external::decode(&call.key, &bytes, now) {
+        let cache = &external.cache;
+        let caching =
+            cache.max_entries > 0 && (cache.allow_ttl_seconds > 0 || cache.deny_ttl_seconds > 0);
+        // Nothing was stored under this configuration when it caches nothing.
+        let stored = match caching {
+            true => hostcalls::get_shared_data(&slot)
+                .ok()
+                .and_then(|(bytes, _)| bytes),
+            false => None,
+        };
+        if let Some(bytes) = stored {
+            if let Some((answer, expires)) = external::decode(&call.key, &bytes, now, cache) {
                 let answer = Rc::new(answer);
                 if let Some(key) = local_key {
                     shared.local_answers.borrow_mut().insert_until(
