@@ -133,7 +133,8 @@ impl Authenticator {
         // With a service behind, a user unknown here is the service's to judge:
         // checking the decoy hash would cost a full hash for nothing, since the
         // call to the service is what the client waits for.
-        if self.config.external.is_some() && !users.contains(credentials.user()) {
+        let external = self.config.external.is_some();
+        if external && !users.contains(credentials.user()) {
             return Decision::AskExternal(credentials);
         }
         let key = match fast_key {
@@ -159,6 +160,11 @@ impl Authenticator {
                     user: users.name(index).to_owned(),
                     cached: false,
                 }
+            }
+            // Only a credential a local hash accepts is decided here; any other is
+            // the service's, which may know the same name with another password.
+            Check::UnknownUser | Check::WrongPassword if external => {
+                Decision::AskExternal(credentials)
             }
             Check::UnknownUser => deny(Denial::UnknownUser, Some(&credentials)),
             Check::WrongPassword => deny(Denial::WrongPassword, Some(&credentials)),
@@ -308,13 +314,16 @@ mod tests {
             decide(&mut auth, &[&basic("carol:x")], 0),
             Decision::AskExternal(_)
         ));
-        // A wrong password of a local user does not.
+        // Nor is a wrong password of a local user decided here: the service may
+        // know bob with another one.
         assert!(matches!(
             decide(&mut auth, &[&basic("bob:x")], 0),
-            Decision::Deny {
-                reason: Denial::WrongPassword,
-                ..
-            }
+            Decision::AskExternal(_)
+        ));
+        // A right one is.
+        assert!(matches!(
+            decide(&mut auth, &[&basic("bob:b")], 0),
+            Decision::Allow { .. }
         ));
     }
 

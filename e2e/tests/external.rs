@@ -396,29 +396,36 @@ fn missing_or_malformed_credentials_are_denied_without_a_call() {
 
 #[test]
 fn local_users_are_checked_locally_and_others_by_the_service() {
+    // carol is local with one password and known to the service with another.
     let json = plugin(
         external(json!({})),
-        json!({ "users": format!("{}\n", ALICE.line) }),
+        json!({ "users": format!("{}\ncarol:{{PLAIN}}local-only\n", ALICE.line) }),
     );
     let s = Ext::with(&json, &EnvoyOptions::default());
     let got = s.expect_allowed(&get("upstream.test", &ALICE.auth()));
     assert_eq!(got.headers_named(USER_HEADER), [b"alice"]);
-    // A wrong password of a local user is denied here, with our challenge.
+    s.expect_allowed(&get("upstream.test", &basic(CAROL.0, "local-only")));
+    assert_eq!(
+        s.service.calls(),
+        0,
+        "a credential a local hash accepts cost a call"
+    );
+    // Any other credential is the service's: a local user's wrong password too.
     s.expect_denied(
         &get("upstream.test", &ALICE.auth_with(b"wrong")),
-        &our_challenge(),
+        &service_challenge(),
     );
-    assert_eq!(s.counter("denied.wrong_password"), 1);
-    assert_eq!(s.service.calls(), 0, "a local user cost a call");
-    // A user unknown here goes to the service.
+    assert_eq!(s.service.calls(), 1);
     let got = s.expect_allowed(&get("upstream.test", &carol()));
     assert_eq!(got.headers_named(USER_HEADER), [b"carol"]);
     s.expect_denied(
         &get("upstream.test", &basic("zed", "x")),
         &service_challenge(),
     );
-    assert_eq!(s.service.calls(), 2);
-    assert_eq!(s.counter("external.calls"), 2);
+    assert_eq!(s.service.calls(), 3);
+    assert_eq!(s.counter("external.calls"), 3);
+    assert_eq!(s.counter("denied.external"), 2);
+    assert_eq!(s.counter("denied.wrong_password"), 0);
 }
 
 // ---- Failure: other statuses, timeouts, broken answers, no service -----------------------------
