@@ -94,7 +94,7 @@ impl Filter {
         }
         for (i, (name, value)) in extra.iter().enumerate() {
             if extra[..i].iter().any(|(earlier, _)| earlier == name) {
-                // Adding cannot fail where setting just succeeded; see set_header.
+                // Always Ok, as for set_header.
                 let _ = hostcalls::add_map_value_bytes(MapType::HttpRequestHeaders, name, value);
             } else {
                 set_header(name, Some(value));
@@ -241,7 +241,10 @@ impl Filter {
 }
 
 fn set_header(name: &str, value: Option<&[u8]>) {
-    // A failure here means the stream is gone; there is nobody left to answer.
+    // The SDK (0.2.5) panics on any status but Ok instead of returning it, so
+    // the Result is always Ok. Envoy answers Ok while the request headers exist:
+    // until the request is resumed or answered. Every header is therefore set
+    // before `resume_http_request`, never after.
     let _ = hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, name, value);
 }
 
