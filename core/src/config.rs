@@ -322,6 +322,13 @@ impl Config {
                     .chain(&external.copy_headers)
                     .any(|o| same_header(name, o))
             };
+            let user = user_header.as_deref().unwrap_or_default();
+            if let Some(name) = external.copy_headers.iter().find(|n| same_header(n, user)) {
+                return Err(invalid(
+                    "external.copy_headers",
+                    format!("`{name}` is the user_header `{user}`: which would win?"),
+                ));
+            }
             if let Some(name) = external.forward_headers.iter().find(|name| ours(name)) {
                 return Err(invalid(
                     "external.forward_headers",
@@ -691,6 +698,10 @@ mod tests {
             (
                 r#"{"external": {"cluster": "a", "forward_headers": ["x-auth-user"], "copy_headers": ["X_Auth_User"]}}"#,
                 "field `external.forward_headers`: `x-auth-user` is also set by the filter",
+            ),
+            (
+                r#"{"user_header": "x-user", "external": {"cluster": "a", "copy_headers": ["X_User"]}}"#,
+                "field `external.copy_headers`: `x_user` is the user_header `x-user`",
             ),
             (
                 r#"{"user_header": "x-user", "external": {"cluster": "a", "forward_headers": ["x_user"]}}"#,
