@@ -249,12 +249,16 @@ impl Step {
                 std::hint::black_box((&call, &slot));
                 if !steps.extkey {
                     let hit = match hostcalls::get_shared_data(&slot) {
-                        Ok((Some(bytes), _)) => external::decode(&call.key, &bytes, now).is_some(),
+                        Ok((Some(bytes), _)) => {
+                            external::decode(&call.key, &bytes, now, &ext.cache).is_some()
+                        }
                         _ => false,
                     };
                     if !hit {
                         let answer = external::Answer::Allow(Vec::new());
-                        if let Some(bytes) = external::encode(&call.key, &answer, u64::MAX) {
+                        // As the filter stores it: decode refuses a later expiry.
+                        let expires = now + ext.cache.allow_ttl_seconds * 1000;
+                        if let Some(bytes) = external::encode(&call.key, &answer, expires) {
                             let _ = hostcalls::set_shared_data(&slot, Some(&bytes), None);
                         }
                     }
