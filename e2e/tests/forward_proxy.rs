@@ -5,20 +5,21 @@
 use proxy_auth_e2e::{basic, paths, Client, Envoy, RawRequest, Upstream};
 use std::time::Duration;
 
-fn start_demo() -> (Upstream, Envoy) {
+/// envoy/forward-proxy.yaml with each `(from, to)` swapped, failing if a `from` is gone.
+fn demo_yaml(swaps: &[(&str, String)]) -> String {
     let path = paths::repo_root().join("envoy/forward-proxy.yaml");
     let yaml = std::fs::read_to_string(&path).unwrap();
-    let fixed = ["port_value: 10000", "port_value: 9901"];
-    for port in fixed {
-        assert!(
-            yaml.contains(port),
-            "{} no longer has {port}",
-            path.display()
-        );
-    }
-    let yaml = fixed
-        .iter()
-        .fold(yaml, |y, port| y.replace(port, "port_value: 0"));
+    swaps.iter().fold(yaml, |y, (from, to)| {
+        assert!(y.contains(from), "{} no longer has {from}", path.display());
+        y.replace(from, to)
+    })
+}
+
+fn start_demo() -> (Upstream, Envoy) {
+    let yaml = demo_yaml(&[
+        ("port_value: 10000", "port_value: 0".to_string()),
+        ("port_value: 9901", "port_value: 0".to_string()),
+    ]);
     let upstream = Upstream::start();
     (upstream, Envoy::start(&yaml))
 }
@@ -77,22 +78,16 @@ fn demo_proxy_tunnels_connect_for_demo_user() {
 /// The demo with its admin API on a free port of its own (the config's 9901, in the listener
 /// and in the route that keeps proxied requests off it, swapped for that port).
 fn start_demo_with_admin_port() -> (Upstream, Envoy, u16) {
-    let path = paths::repo_root().join("envoy/forward-proxy.yaml");
-    let yaml = std::fs::read_to_string(&path).unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let swaps = [
+    let yaml = demo_yaml(&[
         ("port_value: 10000", "port_value: 0".to_string()),
         ("port_value: 9901", format!("port_value: {port}")),
         ("regex: \".*:0*9901\"", format!("regex: \".*:0*{port}\"")),
-    ];
-    let yaml = swaps.iter().fold(yaml, |y, (from, to)| {
-        assert!(y.contains(from), "{} no longer has {from}", path.display());
-        y.replace(from, to)
-    });
+    ]);
     let upstream = Upstream::start();
     let envoy = Envoy::start(&yaml);
     assert_eq!(envoy.admin().port(), port);
