@@ -46,7 +46,7 @@ pub enum CredentialError {
     ControlCharacter,
     /// The user name starts or ends with a space.
     SpaceAroundUser,
-    /// The token is longer than any user name and password the filter accepts.
+    /// The token, the user name or the password is longer than the filter accepts.
     TooLong,
 }
 
@@ -59,7 +59,7 @@ impl fmt::Display for CredentialError {
             Self::NoColon => "decoded token has no colon",
             Self::ControlCharacter => "user or password holds a control character",
             Self::SpaceAroundUser => "user name starts or ends with a space",
-            Self::TooLong => "token longer than any accepted user name and password",
+            Self::TooLong => "user name or password longer than 255 bytes",
         })
     }
 }
@@ -137,6 +137,11 @@ pub fn parse(value: &[u8]) -> Result<Credentials, CredentialError> {
     let user = &decoded[..colon];
     if user.starts_with(b" ") || user.ends_with(b" ") {
         return Err(CredentialError::SpaceAroundUser);
+    }
+    // Each part within its own bound, not only the two together: no configured
+    // user could match, and an external service is not asked about either.
+    if user.len() > MAX_USER_LEN || decoded.len() - colon - 1 > MAX_PASSWORD_LEN {
+        return Err(CredentialError::TooLong);
     }
     Ok(Credentials { decoded, colon })
 }
@@ -234,6 +239,17 @@ mod tests {
         ];
         let too_long = format!("Basic {}", "QUFB".repeat(MAX_TOKEN_LEN / 4 + 1));
         assert_eq!(parse(too_long.as_bytes()), Err(CredentialError::TooLong));
+        // Either part over its own bound, though the token would fit.
+        let long_user = format!("{}:p", "u".repeat(MAX_USER_LEN + 1));
+        let long_password = format!("u:{}", "p".repeat(MAX_PASSWORD_LEN + 1));
+        for raw in [long_user, long_password] {
+            let value = format!("Basic {}", b64(raw.as_bytes()));
+            assert_eq!(
+                parse(value.as_bytes()),
+                Err(CredentialError::TooLong),
+                "{raw}"
+            );
+        }
         for (value, want) in table {
             assert_eq!(
                 parse(value),

@@ -393,6 +393,18 @@ fn compose_external_proxy_asks_the_auth_service_as_documented() {
     let r = proxy_auth_e2e::exchange(proxy, &get("demo", "demo"));
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(service.calls_for("demo"), before);
+
+    // Neither the admin API nor the auth service is a destination, whatever the host.
+    for authority in ["127.0.0.1:9901", "auth-service:9002", "localhost:09002"] {
+        let req = RawRequest::new("POST", format!("http://{authority}/_reset"))
+            .header("Host", authority)
+            .proxy_auth(basic("alice", "wonderland"));
+        assert_eq!(
+            proxy_auth_e2e::exchange(proxy, &req).status,
+            403,
+            "{authority}"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
