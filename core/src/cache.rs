@@ -1,8 +1,8 @@
 //! A bounded, time-limited memory of successful verifications, one per worker VM.
 //!
 //! Every entry lives for the same time, so the order of insertion is the order of
-//! expiry (`insert_until` aside, see `push_order`): a queue beside the map is enough to drop the oldest first, with no
-//! scan and no dependency.
+//! expiry (`insert_until` aside, see `push_order`): a queue beside the map is enough
+//! to drop the oldest first, with no scan and no dependency.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
