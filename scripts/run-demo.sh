@@ -57,7 +57,7 @@ Try, in another terminal:
 MSG
 if [ "$MODE" = external ]; then
   cat <<'MSG'
-External mode: users other than demo are asked of the auth service on 127.0.0.1:9002.
+External mode: credentials other than demo/demo are asked of the auth service on 127.0.0.1:9002.
   curl -i -x http://127.0.0.1:10000 -U alice:wonderland http://127.0.0.1:8080/  # 200, x-auth-user: alice
   curl -i -x http://127.0.0.1:10000 -U alice:wrong http://127.0.0.1:8080/       # 407, the service's challenge
   curl -s http://127.0.0.1:9002/_calls                                           # calls the service received
