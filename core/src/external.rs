@@ -314,37 +314,40 @@ pub fn decode(
         return None;
     }
     let (kind, mut rest) = (rest[40], &rest[41..]);
-    let ttl_s = match kind {
-        ALLOW => cache.allow_ttl_seconds,
-        DENY => cache.deny_ttl_seconds,
-        _ => return None,
-    };
-    if expires > now_ms.saturating_add(ttl_s.saturating_mul(1000)) {
-        return None;
-    }
     let mut fields = Vec::new();
     while !rest.is_empty() {
         let (field, tail) = take(rest)?;
         fields.push(field);
         rest = tail;
     }
-    match kind {
+    let answer = match kind {
         ALLOW if fields.len() % 2 == 0 => {
             let mut headers = Vec::with_capacity(fields.len() / 2);
             for pair in fields.chunks_exact(2) {
                 headers.push((String::from_utf8(pair[0].to_vec()).ok()?, pair[1].to_vec()));
             }
-            Some((Answer::Allow(headers), expires))
+            Answer::Allow(headers)
         }
         DENY => match fields.as_slice() {
-            [] => Some((Answer::Deny(None), expires)),
-            [challenge] => Some((
-                Answer::Deny(Some(String::from_utf8(challenge.to_vec()).ok()?)),
-                expires,
-            )),
-            _ => None,
+            [] => Answer::Deny(None),
+            [challenge] => Answer::Deny(Some(String::from_utf8(challenge.to_vec()).ok()?)),
+            _ => return None,
         },
-        _ => None,
+        _ => return None,
+    };
+    let ttl_ms = lifetime_s(cache, &answer).saturating_mul(1000);
+    if expires > now_ms.saturating_add(ttl_ms) {
+        return None;
+    }
+    Some((answer, expires))
+}
+
+/// How long an answer of this kind is remembered; a failure, never.
+pub fn lifetime_s(cache: &ExternalCacheConfig, answer: &Answer) -> u64 {
+    match answer {
+        Answer::Allow(_) => cache.allow_ttl_seconds,
+        Answer::Deny(_) => cache.deny_ttl_seconds,
+        Answer::Failure(_) => 0,
     }
 }
 

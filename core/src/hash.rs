@@ -214,8 +214,8 @@ impl PasswordHash {
     }
 
     /// A rough relative cost of one verify: about the nanoseconds it takes natively
-    /// (release build, x86-64) for the longest password a client may send. It ranks hashes, it does not predict
-    /// time in the wasm VM. Used to pick, among the configured users, the hash an unknown
+    /// (release build, x86-64) for the longest password a client may send. It ranks
+    /// hashes, it does not predict time in the wasm VM. Used to pick, among the configured users, the hash an unknown
     /// user is verified against, so that an unknown user costs about what a wrong
     /// password costs.
     pub fn cost(&self) -> u64 {

@@ -133,11 +133,12 @@ impl Filter {
         let caching =
             cache.max_entries > 0 && (cache.allow_ttl_seconds > 0 || cache.deny_ttl_seconds > 0);
         // Nothing was stored under this configuration when it caches nothing.
-        let stored = match caching {
-            true => hostcalls::get_shared_data(&slot)
+        let stored = if caching {
+            hostcalls::get_shared_data(&slot)
                 .ok()
-                .and_then(|(bytes, _)| bytes),
-            false => None,
+                .and_then(|(bytes, _)| bytes)
+        } else {
+            None
         };
         if let Some(bytes) = stored {
             if let Some((answer, expires)) = external::decode(&call.key, &bytes, now, cache) {
@@ -273,11 +274,7 @@ impl Context for Filter {
         let response =
             hostcalls::get_map_bytes(MapType::HttpCallResponseHeaders).unwrap_or_default();
         let answer = Rc::new(external::answer(external, &response));
-        let ttl_s = match *answer {
-            Answer::Allow(_) => external.cache.allow_ttl_seconds,
-            Answer::Deny(_) => external.cache.deny_ttl_seconds,
-            Answer::Failure(_) => 0,
-        };
+        let ttl_s = external::lifetime_s(&external.cache, &answer);
         if ttl_s > 0 && external.cache.max_entries > 0 {
             let now = now_ms();
             let expires = now.saturating_add(ttl_s.saturating_mul(1000));
