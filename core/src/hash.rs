@@ -215,9 +215,9 @@ impl PasswordHash {
 
     /// A rough relative cost of one verify: about the nanoseconds it takes natively
     /// (release build, x86-64) for the longest password a client may send. It ranks
-    /// hashes, it does not predict time in the wasm VM. Used to pick, among the configured users, the hash an unknown
-    /// user is verified against, so that an unknown user costs about what a wrong
-    /// password costs.
+    /// hashes, it does not predict time in the wasm VM. Used to pick, among the
+    /// configured users, the hash an unknown user is verified against, so that an
+    /// unknown user costs about what a wrong password costs.
     pub fn cost(&self) -> u64 {
         match &self.inner {
             Inner::Bcrypt { cost, .. } => (1u64 << cost).saturating_mul(BCRYPT_ROUND_NS),
